@@ -1,0 +1,29 @@
+"""Celery app: every task carries the shop schema it was sent from (tenant-schemas-celery).
+
+Tasks sent while a shop schema is active run in that shop; tasks sent from the public
+schema run in public. Beat sends per-shop entries to every live shop only.
+"""
+import os
+
+from tenant_schemas_celery.app import CeleryApp
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "platform_core.settings")
+
+app = CeleryApp("kameng")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+PUBLIC = "public"
+app.conf.beat_schedule = {
+    # platform-wide jobs run once, in the public schema
+    "worker-heartbeat": {
+        "task": "platform_core.tasks.worker_heartbeat",
+        "schedule": 15.0,
+        "tenant_schemas": [PUBLIC],
+    },
+    "refill-spare-shops": {
+        "task": "tenants.tasks.refill_spare_shops",
+        "schedule": 300.0,
+        "tenant_schemas": [PUBLIC],
+    },
+}

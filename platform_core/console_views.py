@@ -1,0 +1,170 @@
+"""Shop-console pages that are not plain model admins: sign-in hand-off, shop
+switching, plugins, shop settings and custom domains. Views stay thin: they call
+services and render."""
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth import login
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseRedirect
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from platform_core.admin_sites import can_manage, shop_console
+from plugins import selectors as plugin_selectors
+from plugins import services as plugin_services
+from plugins.models import PluginConfig
+from plugins.registry import UnknownPlugin, get_plugin_class
+from tenants import services as shop_services
+from tenants.handoff import HandoffError, handoff_redeem, handoff_token
+from tenants.models import Domain, Shop
+
+
+def _render(request, template, title, **context):
+    return TemplateResponse(request, template, {**shop_console.each_context(request), "title": title, **context})
+
+
+def _require_manage(request):
+    if not can_manage(request):
+        raise PermissionDenied("Only the shop's owner and admins can change this.")
+
+
+def handoff_login(request):
+    """Redeem a one-time sign-in link made on another host (signup, shop switch)."""
+    try:
+        merchant = handoff_redeem(request.GET.get("token", ""), shop=request.tenant)
+    except HandoffError as exc:
+        messages.error(request, str(exc))
+        return redirect("manage:login")
+    login(request, merchant, backend="django.contrib.auth.backends.ModelBackend")
+    return redirect("manage:index")
+
+
+def switch_shop(request, slug):
+    target = Shop.objects.live().filter(slug=slug).first() or Shop.objects.filter(slug=slug).first()
+    if target is None or shop_services.membership_for(request.user, target) is None:
+        raise Http404("No such shop among yours.")
+    token = handoff_token(merchant=request.user, shop=target)
+    return HttpResponseRedirect(shop_services.shop_url(target, f"/manage/handoff/?token={token}"))
+
+
+# --- plugins -------------------------------------------------------------------------
+
+def plugin_list_view(request):
+    listing = plugin_selectors.plugin_list(shop=request.tenant)
+    return _render(request, "kameng/manage/plugins.html", "Plugins", plugins=listing, can_manage=can_manage(request))
+
+
+@require_POST
+def plugin_toggle_view(request, slug):
+    _require_manage(request)
+    try:
+        if request.POST.get("enable") == "1":
+            plugin_services.plugin_enable(shop=request.tenant, slug=slug, actor=request.user, request=request)
+            messages.success(request, "Plugin enabled.")
+        else:
+            plugin_services.plugin_disable(shop=request.tenant, slug=slug, actor=request.user, request=request)
+            messages.success(request, "Plugin disabled.")
+    except UnknownPlugin:
+        raise Http404("No such plugin.") from None
+    except plugin_services.PluginError as exc:
+        messages.error(request, exc.message)
+        return redirect("manage:plugin_configure", slug=slug)
+    return redirect("manage:plugins")
+
+
+def plugin_configure_view(request, slug):
+    try:
+        plugin_class = get_plugin_class(slug)
+    except UnknownPlugin:
+        raise Http404("No such plugin.") from None
+    config = PluginConfig.objects.filter(slug=slug).first()
+    form = plugin_services.settings_form_for(plugin_class, config)
+    if request.method == "POST":
+        _require_manage(request)
+        data = request.POST.dict()
+        enable = request.POST.get("enabled") == "on"
+        try:
+            plugin_services.plugin_configure(shop=request.tenant, slug=slug, data=data, enable=enable,
+                                             actor=request.user, request=request)
+        except plugin_services.PluginError as exc:
+            form = plugin_services.settings_form_for(plugin_class, config, data=request.POST)
+            if form is not None:
+                form.is_valid()
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, f"{plugin_class.name} saved.")
+            return redirect("manage:plugins")
+    return _render(
+        request, "kameng/manage/plugin_configure.html", f"{plugin_class.name}", plugin=plugin_class, form=form,
+        config=config, can_manage=can_manage(request),
+        unavailable_reason=plugin_class.unavailable_reason(request.tenant),
+        stored_secrets=sorted((config.secrets or {}).keys()) if config else [],
+    )
+
+
+# --- shop settings -------------------------------------------------------------------
+
+class ShopSettingsForm(forms.ModelForm):
+    class Meta:
+        model = Shop
+        fields = ["name", "language", "currency", "primary_color", "accent_color", "logo"]
+        widgets = {"primary_color": forms.TextInput(attrs={"type": "color"}),
+                   "accent_color": forms.TextInput(attrs={"type": "color"})}
+
+    def clean_currency(self):
+        currency = self.cleaned_data["currency"].upper()
+        if len(currency) != 3 or not currency.isalpha():
+            raise forms.ValidationError("Use a three-letter ISO currency code such as CNY.")
+        return currency
+
+
+def shop_settings_view(request):
+    _require_manage(request)
+    shop = Shop.objects.get(pk=request.tenant.pk)
+    form = ShopSettingsForm(request.POST or None, request.FILES or None, instance=shop)
+    if request.method == "POST" and form.is_valid():
+        shop_services.shop_update_settings(shop=shop, changes=form.cleaned_data, actor=request.user, request=request)
+        messages.success(request, "Shop settings saved.")
+        return redirect("manage:shop_settings")
+    return _render(request, "kameng/manage/form_page.html", "Shop settings", form=form, multipart=True)
+
+
+# --- domains -------------------------------------------------------------------------
+
+class DomainForm(forms.Form):
+    domain = forms.CharField(max_length=253, label="Custom domain", help_text="e.g. shop.example.com")
+
+
+def domain_list_view(request):
+    form = DomainForm(request.POST or None)
+    if request.method == "POST":
+        _require_manage(request)
+        if form.is_valid():
+            try:
+                shop_services.domain_add(shop=request.tenant, hostname=form.cleaned_data["domain"],
+                                         actor=request.user, request=request)
+            except shop_services.ShopCreationError as exc:
+                form.add_error("domain", exc.message)
+            else:
+                messages.success(request, "Domain added. Create the DNS TXT record shown, then press Verify.")
+                return redirect("manage:domains")
+    domains = Domain.objects.filter(tenant=request.tenant).order_by("-is_primary", "domain")
+    return _render(request, "kameng/manage/domains.html", "Domains", domains=domains, form=form,
+                   can_manage=can_manage(request))
+
+
+@require_POST
+def domain_verify_view(request, domain_id):
+    _require_manage(request)
+    domain = Domain.objects.filter(pk=domain_id, tenant=request.tenant).first()
+    if domain is None:
+        raise Http404("No such domain in this shop.")
+    if shop_services.domain_verify(domain=domain, actor=request.user, request=request):
+        messages.success(request, f"{domain.domain} is verified and now routes to your shop.")
+    else:
+        messages.error(request, f"Not verified yet: {domain.last_check_error}")
+    return redirect(reverse("manage:domains"))

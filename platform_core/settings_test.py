@@ -1,0 +1,22 @@
+"""Test settings: the same settings on a throw-away embedded PostgreSQL + Redis."""
+import os
+import tempfile
+
+os.environ.setdefault("KAMENG_ENV", "test")
+if not os.environ.get("DATABASE_URL"):
+    # one throw-away directory per test run; tests/conftest.py stops and removes it
+    os.environ.setdefault("KAMENG_DEVSTACK_DIR", tempfile.mkdtemp(prefix="kameng-test-"))
+    os.environ.setdefault("KAMENG_STATE_DIR", os.environ["KAMENG_DEVSTACK_DIR"])
+    from platform_core import devstack as _devstack
+
+    os.environ.setdefault("KAMENG_PG_PORT", str(_devstack.free_port()))
+    os.environ.setdefault("KAMENG_REDIS_PORT", str(_devstack.free_port()))
+    os.environ["KAMENG_TEST_OWNS_DEVSTACK"] = "1"
+
+from platform_core.settings import *  # noqa: E402,F401,F403
+
+PLATFORM_DOMAIN = "kameng.test"
+ALLOWED_HOSTS = ["*"]
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+KAMENG_SPARE_SHOPS = 2

@@ -1,0 +1,14 @@
+"""Every shop host: storefront, shop console, shop API, webhooks."""
+from django.urls import include, path
+
+from platform_core import views
+from platform_core.admin_sites import shop_console
+from platform_core.storefront import views as storefront
+
+urlpatterns = [
+    path("", storefront.home, name="storefront_home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("manage/", shop_console.urls),
+    path("api/", include("api.urls_shop")),
+    path("i18n/", include("django.conf.urls.i18n")),
+]

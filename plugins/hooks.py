@@ -1,0 +1,98 @@
+"""Named hook points, called only on the plugins the current shop has enabled.
+
+Two shapes, after pretix and saleor:
+
+* :func:`collect` calls every enabled plugin that implements the hook and returns
+  their non-None answers (e.g. banners to show on the storefront);
+* :func:`pipeline` folds a value through them, each receiving the previous one
+  (e.g. a price that coupons and tier prices adjust in turn).
+
+The core calls hooks by name; it never imports a plugin module.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.cache import cache
+from django.db import connection
+
+from plugins.registry import installed_plugins
+
+logger = logging.getLogger(__name__)
+
+#: every hook point the core calls, with what it means; calling another name is a bug
+HOOKS = {
+    "storefront_banners": "collect: banners {message, style, link} shown on top of storefront pages",
+    "price_adjust": "pipeline: adjust a price in minor units for (product, buyer, quantity)",
+    "shop_provisioned": "collect: a new shop was created (runs in the shop's schema)",
+}
+
+ENABLED_CACHE_KEY = "plugins:enabled:v1"
+ENABLED_CACHE_SECONDS = 300
+
+
+class UnknownHook(LookupError):
+    pass
+
+
+def _enabled_rows() -> list[dict[str, Any]]:
+    """The current shop's enabled plugin rows, cached per shop (the cache key
+    function prefixes every key with the schema name)."""
+    rows = cache.get(ENABLED_CACHE_KEY)
+    if rows is None:
+        from plugins.models import PluginConfig
+
+        rows = list(PluginConfig.objects.filter(enabled=True).values("id", "slug", "settings", "secrets"))
+        cache.set(ENABLED_CACHE_KEY, rows, ENABLED_CACHE_SECONDS)
+    return rows
+
+
+def forget_enabled_cache() -> None:
+    cache.delete(ENABLED_CACHE_KEY)
+
+
+def enabled_plugins(shop=None):
+    """Instances of the plugins enabled in the current shop (empty on public)."""
+    from plugins.models import PluginConfig
+
+    shop = shop or getattr(connection, "tenant", None)
+    if shop is None or connection.schema_name == "public" or not getattr(shop, "pk", None):
+        return []
+    installed = installed_plugins()
+    plugins = []
+    for row in _enabled_rows():
+        plugin_class = installed.get(row["slug"])
+        if plugin_class is None:  # uninstalled since it was enabled: skip, don't crash the shop
+            continue
+        if plugin_class.unavailable_reason(shop):
+            continue
+        plugins.append(plugin_class(shop, PluginConfig(**row, enabled=True)))
+    return plugins
+
+
+def _check(hook: str) -> None:
+    if hook not in HOOKS:
+        raise UnknownHook(f"{hook!r} is not a Kameng hook point; known: {', '.join(sorted(HOOKS))}")
+
+
+def collect(hook: str, /, **kwargs) -> list[Any]:
+    _check(hook)
+    answers = []
+    for plugin in enabled_plugins():
+        method = getattr(plugin, hook, None)
+        if method is None:
+            continue
+        answer = method(**kwargs)
+        if answer is not None:
+            answers.append(answer)
+    return answers
+
+
+def pipeline(hook: str, value, /, **kwargs):
+    _check(hook)
+    for plugin in enabled_plugins():
+        method = getattr(plugin, hook, None)
+        if method is not None:
+            value = method(value, **kwargs)
+    return value

@@ -1,0 +1,1 @@
+"""Storefront themes: one folder per theme with templates/, static/ and theme.json."""

@@ -1,0 +1,120 @@
+"""Host routing: the platform host serves the platform, every verified shop domain
+its shop, anything else a clean 404."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpResponseNotFound, JsonResponse
+from django.db import connection
+from django.template.loader import render_to_string
+from django_tenants.middleware.main import TenantMainMiddleware
+from django_tenants.utils import get_public_schema_name
+
+ROUTE_CACHE_SECONDS = 60
+SESSION_HOST_KEY = "_kameng_host"
+
+
+def route_cache_key(hostname: str) -> str:
+    return f"route:{hostname}"
+
+
+def request_hostname(request) -> str:
+    return request.get_host().rsplit(":", 1)[0].lower().rstrip(".")
+
+
+def platform_hosts() -> set[str]:
+    return {settings.PLATFORM_DOMAIN, f"www.{settings.PLATFORM_DOMAIN}"}
+
+
+class PublicTenant:
+    """Stands for the platform itself on the public schema."""
+
+    schema_name = get_public_schema_name()
+    slug = None
+    pk = None
+    is_platform = True
+
+
+class ShopRoutingMiddleware(TenantMainMiddleware):
+    def get_tenant(self, domain_model, hostname):
+        key = route_cache_key(hostname)
+        shop = cache.get(key)
+        if shop is None:
+            domain = (domain_model.objects.select_related("tenant")
+                      .filter(domain=hostname, verified_at__isnull=False).first())
+            shop = domain.tenant if domain else False
+            cache.set(key, shop, ROUTE_CACHE_SECONDS)
+        if not shop or shop.status in ("template", "spare"):
+            raise domain_model.DoesNotExist
+        return shop
+
+    def process_request(self, request):
+        connection.set_schema_to_public()
+        hostname = request_hostname(request)
+        if hostname in platform_hosts():
+            return self._serve_platform(request)
+        from tenants.models import Domain
+
+        try:
+            shop = self.get_tenant(Domain, hostname)
+        except Domain.DoesNotExist:
+            if request.path == "/healthz":  # load balancers probe by IP
+                return self._serve_platform(request)
+            return self.no_tenant_found(request, hostname)
+        shop.domain_url = hostname
+        request.tenant = shop
+        connection.set_tenant(shop)
+        request.urlconf = settings.ROOT_URLCONF
+
+    def _serve_platform(self, request):
+        request.tenant = PublicTenant()
+        request.urlconf = settings.PUBLIC_SCHEMA_URLCONF
+
+    def no_tenant_found(self, request, hostname):
+        html = render_to_string("kameng/unknown_host.html", {"hostname": hostname,
+                                                            "platform_domain": settings.PLATFORM_DOMAIN})
+        return HttpResponseNotFound(html)
+
+
+class HostBoundSessionMiddleware:
+    """A session belongs to the host it was created on; replayed elsewhere it is dropped."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        host = request_hostname(request)
+        bound = request.session.get(SESSION_HOST_KEY)
+        if bound is not None and bound != host:
+            request.session.flush()
+        response = self.get_response(request)
+        if getattr(request, "session", None) is not None and not request.session.is_empty() \
+                and request.session.get(SESSION_HOST_KEY) is None and request.session.session_key:
+            request.session[SESSION_HOST_KEY] = host
+            request.session.save()
+        return response
+
+
+class ShopStatusMiddleware:
+    """Suspended or closed shops: a clear page on the storefront, 403 JSON on the API.
+    The shop's own console stays reachable for its members."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        shop = getattr(request, "tenant", None)
+        status = getattr(shop, "status", None)
+        if status in ("suspended", "closed") and not self._exempt(request.path):
+            if request.path.startswith("/api/"):
+                return JsonResponse({"detail": "This shop is unavailable.", "code": "shop_unavailable",
+                                     "status": status}, status=403)
+            html = render_to_string("kameng/shop_unavailable.html", {"shop": shop}, request=request)
+            from django.http import HttpResponseForbidden
+
+            return HttpResponseForbidden(html)
+        return self.get_response(request)
+
+    @staticmethod
+    def _exempt(path: str) -> bool:
+        return path == "/healthz" or path.startswith(("/manage/", "/static/"))
