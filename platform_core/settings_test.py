@@ -20,3 +20,8 @@ ALLOWED_HOSTS = ["*"]
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
 KAMENG_SPARE_SHOPS = 2
+
+# a plugin that exists only for the tests (secrets, validation, a pipeline hook)
+KAMENG_PLUGIN_APPS = [*KAMENG_PLUGIN_APPS, "tests.testplugins.dummy_gateway"]  # noqa: F405
+TENANT_APPS = [*TENANT_APPS, "tests.testplugins.dummy_gateway"]  # noqa: F405
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testplugins.dummy_gateway"]  # noqa: F405

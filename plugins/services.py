@@ -21,6 +21,13 @@ class PluginError(Exception):
         self.errors = errors or {}
 
 
+def _forget_now_and_on_commit() -> None:
+    # now: our own transaction sees the change; on commit: a reader that cached the
+    # old rows between our write and our commit does not keep them
+    forget_enabled_cache()
+    transaction.on_commit(forget_enabled_cache)
+
+
 def _locked_config(slug: str) -> PluginConfig:
     config, _ = PluginConfig.objects.select_for_update().get_or_create(slug=slug)
     return config
@@ -92,7 +99,7 @@ def plugin_configure(*, shop, slug: str, data: dict, enable: bool | None = None,
             data={"slug": slug, "enabled": config.enabled, "fields": sorted(settings),
                   "secrets_changed": sorted(secrets)},
         )
-        transaction.on_commit(forget_enabled_cache)
+        _forget_now_and_on_commit()
     return config
 
 
@@ -113,7 +120,7 @@ def plugin_enable(*, shop, slug: str, actor=None, request=None) -> PluginConfig:
         config.updated_by_email = getattr(actor, "email", "") or ""
         config.save()
         audit_record(action="plugin.enabled", actor=actor, request=request, target=config, data={"slug": slug})
-        transaction.on_commit(forget_enabled_cache)
+        _forget_now_and_on_commit()
     return config
 
 
@@ -126,5 +133,5 @@ def plugin_disable(*, shop, slug: str, actor=None, request=None) -> PluginConfig
         config.updated_by_email = getattr(actor, "email", "") or ""
         config.save()
         audit_record(action="plugin.disabled", actor=actor, request=request, target=config, data={"slug": slug})
-        transaction.on_commit(forget_enabled_cache)
+        _forget_now_and_on_commit()
     return config

@@ -31,5 +31,10 @@ def domain_changed(sender, instance, **kwargs):
 
 @receiver(user_logged_in)
 def bind_session_to_host(sender, request, user, **kwargs):
-    if request is not None and hasattr(request, "session"):
-        request.session[SESSION_HOST_KEY] = request_hostname(request)
+    if request is None or not hasattr(request, "session"):
+        return
+    try:
+        host = request_hostname(request)
+    except (KeyError, ValueError):  # synthetic requests (test client's force_login) have no host
+        return
+    request.session[SESSION_HOST_KEY] = host

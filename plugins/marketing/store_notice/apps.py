@@ -6,3 +6,4 @@ class StoreNoticeConfig(PluginAppConfig):
     label = "store_notice"
     verbose_name = "Store notice"
     plugin = "plugins.marketing.store_notice.plugin.StoreNoticePlugin"
+    default = True

@@ -1,0 +1,112 @@
+"""Shared fixtures: one migrated test database per run with a template schema, a small
+pool of spares and two ready shops (alpha, bravo) reused by every test; each test runs
+in a transaction that is rolled back. Never a schema per test class."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from django.test import Client
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+def pytest_unconfigure(config):
+    """Stop the throw-away PostgreSQL + Redis this run started (settings_test.py)."""
+    if os.environ.get("KAMENG_TEST_OWNS_DEVSTACK") == "1" and os.environ.get("KAMENG_DEVSTACK_DIR"):
+        from platform_core import devstack
+
+        base = Path(os.environ["KAMENG_DEVSTACK_DIR"])
+        try:
+            from django.db import connections
+
+            connections.close_all()
+        except Exception:  # noqa: BLE001 - best effort before stopping the server
+            pass
+        devstack.stop(base)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """After pytest-django migrated the test database: template, pool, two shops."""
+    from tenants.models import Merchant
+    from tenants.services import shop_create, spare_pool_refill, template_ensure
+
+    with django_db_blocker.unblock():
+        cache.clear()
+        template_ensure()
+        spare_pool_refill()
+        for slug, email in (("alpha", "alice@example.com"), ("bravo", "bob@example.com")):
+            owner = Merchant.objects.create_user(email, PASSWORD, name=slug.title() + " owner")
+            shop_create(slug=slug, name=f"{slug.title()} Shop", owner=owner, language="en", sample_catalog=False)
+        connection.set_schema_to_public()
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _public_schema_between_tests():
+    connection.set_schema_to_public()
+    yield
+    connection.set_schema_to_public()
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache():
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def alpha(db):
+    from tenants.models import Shop
+
+    return Shop.objects.get(slug="alpha")
+
+
+@pytest.fixture
+def bravo(db):
+    from tenants.models import Shop
+
+    return Shop.objects.get(slug="bravo")
+
+
+@pytest.fixture
+def alice(db):
+    from tenants.models import Merchant
+
+    return Merchant.objects.get(email="alice@example.com")
+
+
+@pytest.fixture
+def bob(db):
+    from tenants.models import Merchant
+
+    return Merchant.objects.get(email="bob@example.com")
+
+
+def host_of(shop) -> str:
+    return f"{shop.slug}.{settings.PLATFORM_DOMAIN}"
+
+
+@pytest.fixture
+def platform_client(db):
+    return Client(HTTP_HOST=settings.PLATFORM_DOMAIN)
+
+
+@pytest.fixture
+def shop_client(db):
+    """A browser on a shop host: ``shop_client(shop, user=None)``."""
+
+    def make(shop, user=None):
+        client = Client(HTTP_HOST=host_of(shop))
+        if user is not None:
+            client.force_login(user)
+        return client
+
+    return make
