@@ -91,13 +91,24 @@ def spare_create() -> Shop:
     return spare
 
 
+POOL_LOCK_KEY = 0x4B414D454E47  # "KAMENG"
+
+
 def spare_pool_refill(target: int | None = None) -> int:
     """Top the pool up to ``target`` spares; returns how many were made."""
     target = settings.KAMENG_SPARE_SHOPS if target is None else target
     made = 0
-    while Shop.objects.filter(status=Shop.Status.SPARE).count() < target:
-        spare_create()
-        made += 1
+    with connection.cursor() as cursor:
+        # one refiller at a time across all workers; the others have nothing to add
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [POOL_LOCK_KEY])
+        if not cursor.fetchone()[0]:
+            return 0
+        try:
+            while Shop.objects.filter(status=Shop.Status.SPARE).count() < target:
+                spare_create()
+                made += 1
+        finally:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [POOL_LOCK_KEY])
     return made
 
 

@@ -73,3 +73,16 @@ def test_a_new_data_key_version_keeps_old_ciphertexts_readable(alpha):
 def test_malformed_master_key_is_a_clear_configuration_error(value):
     with pytest.raises(ImproperlyConfigured, match="32 random bytes"):
         crypto.parse_master_key(value)
+
+
+def test_s3_paths_take_the_shop_prefix_per_call(alpha):
+    from django_tenants.utils import tenant_context
+
+    from platform_core.storage import ShopS3Storage
+
+    storage = ShopS3Storage(bucket_name="media", access_key="test", secret_key="test", region_name="us-east-1",
+                            endpoint_url="http://127.0.0.1:9")
+    assert "/platform/logo.png" in storage.url("logo.png")
+    with tenant_context(alpha):
+        assert "/shops/shop_alpha/logo.png" in storage.url("logo.png")
+    assert "/platform/logo.png" in storage.url("logo.png")  # not stuck on the last shop
