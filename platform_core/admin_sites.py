@@ -63,6 +63,8 @@ class ShopConsole(RateLimitedLoginMixin, UnfoldAdminSite):
             path("plugins/<slug:slug>/toggle/", self.admin_view(views.plugin_toggle_view), name="plugin_toggle"),
             path("settings/", self.admin_view(views.shop_settings_view), name="shop_settings"),
             path("domains/", self.admin_view(views.domain_list_view), name="domains"),
+            path("team/", self.admin_view(views.team_view), name="team"),
+            path("api-token/", self.admin_view(views.api_token_view), name="api_token"),
             path("domains/<int:domain_id>/verify/", self.admin_view(views.domain_verify_view), name="domain_verify"),
         ]
         return extra + super().get_urls()

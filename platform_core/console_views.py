@@ -20,7 +20,7 @@ from plugins.models import PluginConfig
 from plugins.registry import UnknownPlugin, get_plugin_class
 from tenants import services as shop_services
 from tenants.handoff import HandoffError, handoff_redeem, handoff_token
-from tenants.models import Domain, Shop
+from tenants.models import Domain, Shop, ShopMembership
 
 
 def _render(request, template, title, **context):
@@ -168,3 +168,53 @@ def domain_verify_view(request, domain_id):
     else:
         messages.error(request, f"Not verified yet: {domain.last_check_error}")
     return redirect(reverse("manage:domains"))
+
+
+# --- team and API token --------------------------------------------------------------
+
+class MemberForm(forms.Form):
+    email = forms.EmailField(label="E-mail of their Kameng account")
+    role = forms.ChoiceField(choices=ShopMembership.Role.choices, initial=ShopMembership.Role.STAFF)
+
+
+def team_view(request):
+    form = MemberForm(request.POST or None)
+    if request.method == "POST":
+        _require_manage(request)
+        if "remove" in request.POST:
+            membership = ShopMembership.objects.filter(pk=request.POST["remove"], shop=request.tenant).first()
+            if membership is None:
+                raise Http404("No such member.")
+            try:
+                shop_services.membership_remove(membership=membership, actor=request.user, request=request)
+                messages.success(request, f"{membership.merchant.email} removed.")
+            except shop_services.ShopCreationError as exc:
+                messages.error(request, exc.message)
+            return redirect("manage:team")
+        if form.is_valid():
+            try:
+                shop_services.membership_add(shop=request.tenant, email=form.cleaned_data["email"],
+                                             role=form.cleaned_data["role"], actor=request.user, request=request)
+            except shop_services.ShopCreationError as exc:
+                form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            else:
+                messages.success(request, "Member added.")
+                return redirect("manage:team")
+    members = ShopMembership.objects.select_related("merchant").filter(shop=request.tenant).order_by("role", "merchant__email")
+    return _render(request, "kameng/manage/team.html", "Team", members=members, form=form,
+                   can_manage=can_manage(request))
+
+
+def api_token_view(request):
+    """The signed-in merchant's API token (one per account, valid on their shops only)."""
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.filter(user=request.user).first()
+    if request.method == "POST":
+        Token.objects.filter(user=request.user).delete()
+        token = Token.objects.create(user=request.user)
+        from platform_core.audit.services import audit_record
+
+        audit_record(action="api_token.created", actor=request.user, request=request)
+        messages.success(request, "New token created; the previous one no longer works.")
+    return _render(request, "kameng/manage/api_token.html", "API token", token=token)

@@ -351,6 +351,8 @@ UNFOLD_SHOP = {
                 _nav("Plugins", "extension", "/manage/plugins/"),
                 _nav("Shop settings", "palette", "/manage/settings/", "platform_core.admin_sites.can_manage"),
                 _nav("Domains", "language", "/manage/domains/"),
+                _nav("Team", "group", "/manage/team/"),
+                _nav("API token", "key", "/manage/api-token/"),
                 _nav("Audit log", "history", "/manage/audit/auditevent/"),
             ]},
         ],

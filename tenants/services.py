@@ -342,3 +342,32 @@ def shop_update_settings(*, shop: Shop, changes: dict, actor=None, request=None)
         audit_record(action="shop.settings_changed", actor=actor, target=locked, request=request,
                      data={k: [before[k], after[k]] for k in changes if before[k] != after[k]})
     return locked
+
+
+# --- team ----------------------------------------------------------------------------
+
+def membership_add(*, shop: Shop, email: str, role: str, actor=None, request=None) -> ShopMembership:
+    """Give an existing Kameng account a role in ``shop`` (owners and admins only)."""
+    if role not in ShopMembership.Role.values:
+        raise ShopCreationError("Role must be owner, admin, staff or finance.", field="role")
+    merchant = Merchant.objects.filter(email__iexact=(email or "").strip(), is_active=True).first()
+    if merchant is None:
+        raise ShopCreationError("No Kameng account uses this e-mail; ask them to sign up first.", field="email")
+    try:
+        with transaction.atomic():
+            membership = ShopMembership.objects.create(shop=shop, merchant=merchant, role=role)
+            audit_record(action="membership.added", actor=actor, target=membership, request=request,
+                         data={"email": merchant.email, "role": role, "shop": shop.slug})
+    except IntegrityError:
+        raise ShopCreationError("This account is already a member of the shop.", field="email") from None
+    return membership
+
+
+def membership_remove(*, membership: ShopMembership, actor=None, request=None) -> None:
+    with transaction.atomic():
+        owners = ShopMembership.objects.select_for_update().filter(shop=membership.shop_id, role="owner")
+        if membership.role == "owner" and owners.count() <= 1:
+            raise ShopCreationError("A shop keeps at least one owner.", field="role")
+        audit_record(action="membership.removed", actor=actor, target=membership, request=request,
+                     data={"email": membership.merchant.email, "role": membership.role})
+        membership.delete()

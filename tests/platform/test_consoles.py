@@ -87,3 +87,28 @@ def test_audit_log_is_append_only_in_the_database(alpha):
         with pytest.raises(Exception, match="append-only"), transaction.atomic():
             AuditEvent.objects.filter(action="shop-side").delete()
     assert AuditEvent.objects.get(pk=event.pk).action == "x"
+
+
+def test_team_add_and_remove_members(shop_client, alpha, alice, bob):
+    from tenants.models import ShopMembership
+
+    client = shop_client(alpha, alice)
+    assert b"No Kameng account" in client.post("/manage/team/", {"email": "ghost@example.com", "role": "staff"}).content
+    assert client.post("/manage/team/", {"email": "BOB@example.com", "role": "finance"}).status_code == 302
+    membership = ShopMembership.objects.get(shop=alpha, merchant=bob)
+    assert membership.role == "finance"
+    # finance can look, not change
+    assert shop_client(alpha, bob).get("/manage/team/").status_code == 200
+    assert shop_client(alpha, bob).post("/manage/team/", {"remove": membership.pk}).status_code == 403
+    # the last owner cannot be removed
+    owner = ShopMembership.objects.get(shop=alpha, merchant=alice)
+    assert b"at least one owner" in client.post("/manage/team/", {"remove": owner.pk}, follow=True).content
+    client.post("/manage/team/", {"remove": membership.pk})
+    assert not ShopMembership.objects.filter(pk=membership.pk).exists()
+
+
+def test_api_token_page_creates_a_working_token(shop_client, alpha, alice):
+    page = shop_client(alpha, alice).post("/manage/api-token/").content.decode()
+    key = page.split('data-testid="token">')[1].split("<")[0]
+    api = Client(HTTP_HOST="alpha.kameng.test", HTTP_AUTHORIZATION=f"Token {key}")
+    assert api.get("/api/v1/shop/").json()["slug"] == "alpha"

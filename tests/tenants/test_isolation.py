@@ -14,6 +14,8 @@ SHOP_CONSOLE_URLS = [
     "/manage/plugins/store-notice/",
     "/manage/settings/",
     "/manage/domains/",
+    "/manage/team/",
+    "/manage/api-token/",
     "/manage/audit/auditevent/",
 ]
 SHOP_API_URLS = ["/api/v1/shop/", "/api/v1/plugins/", "/api/v1/plugins/store-notice/"]
