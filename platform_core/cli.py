@@ -73,6 +73,7 @@ def _process_command(kind: str) -> tuple[str, list[str]]:
         workers = os.environ.get("WEB_CONCURRENCY", "3")
         args = [str(bin_dir / "gunicorn"), "platform_core.wsgi:application", "--bind", bind,
                 "--workers", workers, "--worker-class", "sync", "--timeout", "30", "--graceful-timeout", "10",
+                "--preload",  # import Django once in the master: workers start warm
                 "--access-logfile", "-"]
     elif kind == "worker":
         args = [str(bin_dir / "celery"), "-A", "platform_core", "worker", "--loglevel", "INFO",

@@ -13,13 +13,13 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from base64 import urlsafe_b64decode, urlsafe_b64encode
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
+
+from platform_core.crypto_keys import _b64, _unb64, parse_master_key
 
 TOKEN_PREFIX = "k1"
 _NONCE = 12
@@ -27,27 +27,6 @@ _NONCE = 12
 
 class DecryptionError(Exception):
     """The ciphertext is damaged, belongs to another shop or field, or its key is gone."""
-
-
-def _b64(data: bytes) -> str:
-    return urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def parse_master_key(value: str, name: str = "KAMENG_MASTER_KEY") -> bytes:
-    try:
-        key = _unb64(value.strip())
-    except (ValueError, TypeError):
-        key = b""
-    if len(key) != 32:
-        raise ImproperlyConfigured(
-            f"{name} must be 32 random bytes in URL-safe base64 "
-            "(make one with: python -c \"import os,base64;print(base64.urlsafe_b64encode(os.urandom(32)).decode())\")"
-        )
-    return key
 
 
 def master_key_id(key: bytes) -> str:

@@ -47,9 +47,16 @@ def _required(name: str, make=None) -> str:
 
 
 SECRET_KEY = _required("SECRET_KEY", lambda: secrets.token_urlsafe(64))
+# previous secret keys keep existing sessions and signed links valid while SECRET_KEY rotates
+SECRET_KEY_FALLBACKS = [k for k in os.environ.get("SECRET_KEY_FALLBACKS", "").split(",") if k.strip()]
 KAMENG_MASTER_KEY = _required("KAMENG_MASTER_KEY", lambda: urlsafe_b64encode(os.urandom(32)).decode())
 # Older master keys still able to unwrap data keys until `kameng rotate-keys` re-wraps them.
 KAMENG_OLD_MASTER_KEYS = [k for k in os.environ.get("KAMENG_OLD_MASTER_KEYS", "").split(",") if k.strip()]
+if PRODUCTION:  # a mistyped key should stop the deploy, not the first checkout
+    from platform_core.crypto_keys import parse_master_key
+
+    for _key in [KAMENG_MASTER_KEY, *KAMENG_OLD_MASTER_KEYS]:
+        parse_master_key(_key)
 
 DEBUG = os.environ.get("DEBUG", "1" if KAMENG_ENV == "development" else "0") == "1"
 PLATFORM_DOMAIN = os.environ.get("PLATFORM_DOMAIN", "localhost").lower()

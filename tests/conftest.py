@@ -15,6 +15,20 @@ from django.test import Client
 
 PASSWORD = "correct-horse-battery-staple"
 
+# Every test here needs the migrated test database, including those that commit through
+# other connections (races, a real web server) and so do not use the `db` fixture.
+import pytest_django.fixtures as _pytest_django_fixtures  # noqa: E402
+
+_databases_for_setup = _pytest_django_fixtures._get_databases_for_setup
+
+
+def _always_with_default(items):
+    aliases, serialized = _databases_for_setup(items)
+    return aliases | {"default"}, serialized
+
+
+_pytest_django_fixtures._get_databases_for_setup = _always_with_default
+
 
 def pytest_unconfigure(config):
     """Stop the throw-away PostgreSQL + Redis this run started (settings_test.py)."""

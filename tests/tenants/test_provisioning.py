@@ -131,7 +131,7 @@ def test_failure_half_way_leaves_no_schema_domain_or_membership(db, monkeypatch,
 
 
 @pytest.fixture
-def committed(django_db_blocker):
+def committed(django_db_setup, django_db_blocker):
     """Real commits (for races between connections); cleans up what it made."""
     with django_db_blocker.unblock():
         before = set(Shop.objects.values_list("pk", flat=True))

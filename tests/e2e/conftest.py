@@ -1,0 +1,93 @@
+"""End-to-end fixtures: a real gunicorn serving the test database, and Chromium."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from platform_core import devstack
+
+# Playwright's sync API keeps an event loop on this thread; our ORM calls here are plain
+# synchronous code that Django would otherwise refuse to run next to it.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def web_server(django_db_setup, django_db_blocker):
+    """gunicorn (sync workers, as in production) on the test database."""
+    port = devstack.free_port()
+    db = settings.DATABASES["default"]
+    env = {**os.environ, "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+           "REDIS_URL": settings.REDIS_URL, "PORT": str(port), "KAMENG_BIND": f"127.0.0.1:{port}",
+           "WEB_CONCURRENCY": "2", "DJANGO_SETTINGS_MODULE": "platform_core.settings_test",
+           "KAMENG_TEST_OWNS_DEVSTACK": "0"}
+    process = subprocess.Popen([sys.executable, "-m", "platform_core.cli", "web"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/healthz", timeout=2)
+            break
+        except urllib.error.HTTPError:
+            break  # 503 without a worker is fine: the server answers
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"web server did not start: {process.stderr.read().decode()[-2000:]}")
+            time.sleep(0.2)
+    yield port
+    process.terminate()
+    process.wait(timeout=15)
+    try:  # and any worker that outlived its master
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Chromium is missing: apt-get install -y chromium (.ci/run does this)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[*CHROMIUM_FLAGS,
+                  f"--host-resolver-rules=MAP {settings.PLATFORM_DOMAIN} 127.0.0.1, "
+                  f"MAP *.{settings.PLATFORM_DOMAIN} 127.0.0.1"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def committed_cleanup(django_db_setup, django_db_blocker):
+    """For tests whose server commits: remove the shops and accounts they created."""
+    from tenants import schema as schemas
+    from tenants.models import Domain, Merchant, Shop, ShopDataKey, ShopMembership
+
+    with django_db_blocker.unblock():
+        shops_before = set(Shop.objects.values_list("pk", flat=True))
+        merchants_before = set(Merchant.objects.values_list("pk", flat=True))
+        yield
+        connection.set_schema_to_public()
+        for shop in Shop.objects.exclude(pk__in=shops_before).exclude(status="spare"):
+            Domain.objects.filter(tenant=shop).delete()
+            ShopMembership.objects.filter(shop=shop).delete()
+            ShopDataKey.objects.filter(shop=shop).delete()
+            schemas.drop_schema(shop.schema_name)
+            Shop.objects.filter(pk=shop.pk).delete()
+        Merchant.objects.exclude(pk__in=merchants_before).delete()
