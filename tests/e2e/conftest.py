@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 
 from platform_core import devstack
 
@@ -91,3 +91,6 @@ def committed_cleanup(django_db_setup, django_db_blocker):
             schemas.drop_schema(shop.schema_name)
             Shop.objects.filter(pk=shop.pk).delete()
         Merchant.objects.exclude(pk__in=merchants_before).delete()
+        # Playwright runs the test in a greenlet with its own Django connection: close them all
+        connections.close_all()
+
