@@ -95,7 +95,9 @@ class SmartExecutor(MigrationExecutor):
 
         processes = max(1, int(getattr(settings, "TENANT_MULTIPROCESSING_MAX_PROCESSES", 2)))
         bar = tqdm(total=len(schemas), unit="shop", desc="migrating", disable=not progress, file=sys.stderr)
-        job = functools.partial(_migrate_one, self.args, self.options, self.codename)
+        # output streams cannot cross into forked workers (and workers stay quiet anyway)
+        options = {k: v for k, v in self.options.items() if k not in ("stdout", "stderr")}
+        job = functools.partial(_migrate_one, self.args, options, self.codename)
         try:
             if processes == 1 or len(schemas) == 1:
                 for name in schemas:

@@ -63,7 +63,7 @@ def _build_script(cursor, source: str) -> str:
         for table in tables:
             statements.append(
                 f"CREATE TABLE {quote(table)} (LIKE {src}.{quote(table)} INCLUDING DEFAULTS "
-                "INCLUDING IDENTITY INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMMENTS)"
+                "INCLUDING IDENTITY INCLUDING GENERATED INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS)"
             )
         for table in tables:
             cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {src}.{quote(table)})")
@@ -80,11 +80,12 @@ def _build_script(cursor, source: str) -> str:
                     f"SELECT setval(pg_get_serial_sequence({quote_literal(quote(table))}, {quote_literal(column)}), "
                     f"coalesce((SELECT max({quote(column)}) FROM {quote(table)}), 0) + 1, false)"
                 )
-        # constraints other than NOT NULL (LIKE copies those); foreign keys last
+        # keys, uniques, exclusions and foreign keys (LIKE copied NOT NULL and CHECK
+        # constraints as parsed trees, names included); foreign keys last
         cursor.execute(
             """SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
                FROM pg_constraint
-               WHERE connamespace = %s::regnamespace AND conrelid <> 0 AND contype <> 'n'
+               WHERE connamespace = %s::regnamespace AND conrelid <> 0 AND contype NOT IN ('n', 'c')
                ORDER BY contype = 'f', conrelid::regclass::text, conname""",
             [source],
         )

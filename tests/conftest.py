@@ -61,6 +61,11 @@ def django_db_setup(django_db_setup, django_db_blocker):
             shop_create(slug=slug, name=f"{slug.title()} Shop", owner=owner, language="en", sample_catalog=False)
         connection.set_schema_to_public()
     yield
+    # connections opened by helper threads, greenlets and subprocesses must not keep the
+    # test database from being dropped
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
 
 
 @pytest.fixture(autouse=True)
@@ -124,3 +129,4 @@ def shop_client(db):
         return client
 
     return make
+

@@ -1,0 +1,89 @@
+"""Card-key stock: keys encrypted at rest, de-duplicated by an HMAC fingerprint."""
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class ImportBatch(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    sku = models.ForeignKey("catalog.SKU", on_delete=models.CASCADE, related_name="import_batches")
+    source = models.CharField(max_length=10)  # paste / txt / csv / xlsx / api
+    filename = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    total_lines = models.IntegerField(default=0)
+    processed_lines = models.IntegerField(default=0)
+    imported = models.IntegerField(default=0)
+    duplicates = models.IntegerField(default=0)
+    invalid = models.IntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True)  # [{"line": n, "error": "..."}], first 200
+    message = models.CharField(max_length=300, blank=True)
+    created_by_email = models.CharField(max_length=254, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    @property
+    def percent(self) -> int:
+        return 100 if self.status == self.Status.DONE else int(100 * self.processed_lines / max(self.total_lines, 1))
+
+
+class CardKey(models.Model):
+    class Status(models.TextChoices):
+        AVAILABLE = "available"
+        RESERVED = "reserved"
+        SOLD = "sold"
+        VOID = "void"
+
+    sku = models.ForeignKey("catalog.SKU", on_delete=models.CASCADE, related_name="keys")
+    product_id_copy = models.BigIntegerField(db_index=False)  # fingerprints are unique per product
+    secret = models.TextField()  # ciphertext (platform_core.crypto), never plaintext
+    fingerprint = models.CharField(max_length=64)  # HMAC-SHA256 of the plaintext with a per-shop key
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.AVAILABLE)
+    is_loop = models.BooleanField(default=False, help_text="Reusable: sold to every buyer, never used up.")
+    order_line = models.ForeignKey("orders.OrderLine", null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="reserved_keys")
+    reserved_until = models.DateTimeField(null=True, blank=True)
+    batch = models.ForeignKey(ImportBatch, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    sold_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["product_id_copy", "fingerprint"], name="cardkey_unique_per_product"),
+            models.CheckConstraint(
+                name="cardkey_state_consistent",
+                condition=(Q(status="available", order_line__isnull=True) | Q(status="void")
+                           | Q(status__in=["reserved", "sold"], order_line__isnull=False, is_loop=False)),
+            ),
+        ]
+        indexes = [
+            # allocation scans only available keys of one SKU
+            models.Index(fields=["sku", "id"], name="cardkey_available_by_sku", condition=Q(status="available")),
+            models.Index(fields=["reserved_until"], name="cardkey_reserved_until", condition=Q(status="reserved")),
+            models.Index(fields=["order_line"], name="cardkey_by_order_line"),
+        ]
+
+
+class DeliveredKey(models.Model):
+    """A key handed to an order line. A normal key is delivered exactly once (unique);
+    a loop key to many lines."""
+
+    order_line = models.ForeignKey("orders.OrderLine", on_delete=models.PROTECT, related_name="delivered_keys")
+    card_key = models.ForeignKey(CardKey, on_delete=models.PROTECT, related_name="deliveries")
+    is_loop = models.BooleanField(default=False)
+    delivered_at = models.DateTimeField(default=timezone.now)
+    replaced_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["card_key"], condition=Q(is_loop=False), name="key_delivered_once"),
+        ]
