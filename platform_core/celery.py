@@ -21,6 +21,10 @@ app.conf.beat_schedule = {
         "schedule": 15.0,
         "tenant_schemas": [PUBLIC],
     },
+    # per-shop jobs (sent to every live shop)
+    "expire-unpaid-orders": {"task": "orders.expire_due", "schedule": 60.0},
+    "refund-stale-awaiting-stock": {"task": "orders.refund_stale_awaiting_stock", "schedule": 900.0},
+    "poll-pending-payments": {"task": "payments.poll_pending", "schedule": 300.0},
     "refill-spare-shops": {
         "task": "tenants.tasks.refill_spare_shops",
         "schedule": 300.0,

@@ -152,3 +152,18 @@ def rotate_master_key() -> int:
 def forget_cached_keys() -> None:
     with _cache_lock:
         _cache.clear()
+
+
+def derived_key(shop, purpose: str) -> bytes:
+    """A stable per-shop key for ``purpose`` (e.g. fingerprints), derived from the
+    shop's first data key, so it survives master-key rotation."""
+    import hmac
+
+    cached = _cache.get((shop.pk, -hash(purpose)))
+    if cached is not None:
+        return cached
+    _, base = _data_key(shop.pk, 1)
+    key = hmac.new(base, f"kameng-derived:{purpose}".encode(), hashlib.sha256).digest()
+    with _cache_lock:
+        _cache[(shop.pk, -hash(purpose))] = key
+    return key

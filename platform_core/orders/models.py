@@ -19,7 +19,12 @@ class Order(models.Model):
         CANCELLED = "cancelled", _("Cancelled")
         REFUNDED = "refunded", _("Refunded")
 
+    class Kind(models.TextChoices):
+        PURCHASE = "purchase", _("Purchase")
+        WALLET_TOPUP = "wallet_topup", _("Wallet top-up")
+
     number = models.CharField(max_length=24, unique=True)
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.PURCHASE)
     customer = models.ForeignKey("customers.Customer", null=True, blank=True, on_delete=models.PROTECT,
                                  related_name="orders")
     contact = models.CharField(max_length=254, help_text="E-mail or phone given at checkout.")
@@ -69,6 +74,7 @@ class OrderLine(models.Model):
     total = models.BigIntegerField()
     account = models.CharField(max_length=120, blank=True, help_text="Top-up target entered by the buyer.")
     delivered_quantity = models.PositiveIntegerField(default=0)
+    delivery_note = models.TextField(blank=True, help_text="Manual delivery content, encrypted.")
 
     class Meta:
         constraints = [
@@ -122,3 +128,16 @@ class TicketMessage(models.Model):
 
     class Meta:
         ordering = ["id"]
+
+
+class OrderSettings(models.Model):
+    """Per-shop checkout rules (one row)."""
+
+    reservation_minutes = models.PositiveIntegerField(default=15)
+    max_open_orders_per_contact = models.PositiveIntegerField(default=3)
+    max_open_orders_per_ip = models.PositiveIntegerField(default=10)
+    awaiting_stock_refund_hours = models.PositiveIntegerField(default=24)
+
+    @classmethod
+    def current(cls) -> "OrderSettings":
+        return cls.objects.first() or cls()

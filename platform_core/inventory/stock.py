@@ -1,0 +1,70 @@
+"""Shared primitives of card-key stock: fingerprints, encryption, stock counters.
+
+Every change of a key's status goes with a counter change on its SKU in the same
+transaction (:func:`adjust_counts`), so stock figures are read from the SKU row
+instead of counting keys on every page view."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from django.db.models import F
+
+from platform_core import crypto
+
+KEY_CONTEXT = "inventory:cardkey"
+
+
+class KeyCipher:
+    """Encrypts and fingerprints card keys of one shop (keys cached once per use)."""
+
+    def __init__(self, shop):
+        self.shop = shop
+        self._fingerprint_key = crypto.derived_key(shop, "cardkey-fingerprint")
+
+    def fingerprint(self, secret: str) -> str:
+        return hmac.new(self._fingerprint_key, secret.encode(), hashlib.sha256).hexdigest()
+
+    def encrypt(self, secret: str) -> str:
+        return crypto.encrypt(self.shop, secret, context=KEY_CONTEXT)
+
+    def decrypt(self, token: str) -> str:
+        return crypto.decrypt_str(self.shop, token, context=KEY_CONTEXT)
+
+
+def mask(secret: str) -> str:
+    """What the console shows: the first and last characters only."""
+    if len(secret) <= 6:
+        return "•" * len(secret)
+    return f"{secret[:3]}{'•' * min(len(secret) - 5, 12)}{secret[-2:]}"
+
+
+def adjust_counts(sku_id: int, *, available: int = 0, reserved: int = 0, sold: int = 0) -> None:
+    from platform_core.catalog.models import SKU
+
+    changes = {}
+    if available:
+        changes["available_count"] = F("available_count") + available
+    if reserved:
+        changes["reserved_count"] = F("reserved_count") + reserved
+    if sold:
+        changes["sold_count"] = F("sold_count") + sold
+    if changes:
+        SKU.objects.filter(pk=sku_id).update(**changes)
+
+
+def recount(sku_id: int) -> dict[str, int]:
+    """Recompute a SKU's counters from its keys (repair, and a check in tests)."""
+    from django.db.models import Count, Q
+
+    from platform_core.catalog.models import SKU
+    from platform_core.inventory.models import CardKey
+
+    counts = CardKey.objects.filter(sku_id=sku_id).aggregate(
+        available=Count("id", filter=Q(status="available")),
+        reserved=Count("id", filter=Q(status="reserved")),
+        sold=Count("id", filter=Q(status="sold")),
+    )
+    SKU.objects.filter(pk=sku_id).update(available_count=counts["available"], reserved_count=counts["reserved"],
+                                         sold_count=counts["sold"])
+    return counts

@@ -1,0 +1,588 @@
+"""Checkout, the order state machine, allocation and delivery of keys, refunds, tickets.
+
+Allocation is one SQL statement per line with ``FOR UPDATE SKIP LOCKED`` over the
+partial index of available keys; every key is bound to an order line by a database
+constraint (``key_delivered_once``), so a key can never be sold twice.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.contrib.auth.hashers import check_password, make_password
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from platform_core.audit.services import audit_record
+from platform_core.catalog.models import SKU, Product, WholesalePrice
+from platform_core.inventory.models import CardKey, DeliveredKey
+from platform_core.inventory.stock import KeyCipher, adjust_counts
+from platform_core.orders.models import Order, OrderEvent, OrderLine, OrderSettings, Ticket, TicketMessage
+from plugins import hooks
+
+logger = logging.getLogger(__name__)
+
+MAX_LINES = 20
+MAX_QUANTITY = 1000
+PHONE_RE = re.compile(r"^\+?[0-9]{6,15}$")
+
+S = Order.Status
+ALLOWED = {
+    S.PENDING_PAYMENT: {S.PAID, S.EXPIRED, S.CANCELLED},
+    S.EXPIRED: {S.PAID},  # a late payment revives the order (or is refunded)
+    S.CANCELLED: {S.PAID},
+    S.PAID: {S.DELIVERED, S.AWAITING_STOCK, S.PROCESSING, S.REFUNDED, S.COMPLETED},
+    S.AWAITING_STOCK: {S.DELIVERED, S.REFUNDED, S.PROCESSING},
+    S.PROCESSING: {S.DELIVERED, S.REFUNDED, S.COMPLETED},
+    S.DELIVERED: {S.COMPLETED, S.REFUNDED},
+    S.COMPLETED: {S.REFUNDED},
+    S.REFUNDED: set(),
+}
+
+
+class OrderError(Exception):
+    """Checkout or order change refused; ``field`` names the input at fault."""
+
+    def __init__(self, message: str, *, field: str = "", code: str = "invalid", status: int = 400):
+        super().__init__(message)
+        self.message, self.field, self.code, self.status = message, field, code, status
+
+
+# --- pricing -------------------------------------------------------------------------
+
+def unit_price_for(*, sku: SKU, quantity: int, customer=None) -> int:
+    """Base price → wholesale tier → plugin adjustments (tier prices, …): server side only."""
+    price = sku.price
+    tier = (WholesalePrice.objects.filter(sku=sku, min_quantity__lte=quantity).order_by("-min_quantity")
+            .values_list("unit_price", flat=True).first())
+    if tier is not None:
+        price = min(price, tier)
+    price = hooks.pipeline("price_adjust", price, sku=sku, customer=customer, quantity=quantity)
+    return max(int(price), 0)
+
+
+# --- checkout ------------------------------------------------------------------------
+
+@dataclass
+class LineRequest:
+    sku_id: int
+    quantity: int
+    account: str = ""
+
+
+def _validate_contact(contact: str) -> tuple[str, str]:
+    contact = (contact or "").strip()
+    if "@" in contact:
+        try:
+            validate_email(contact)
+        except ValidationError:
+            raise OrderError("Enter a valid e-mail address or phone number.", field="contact") from None
+        return contact.lower(), contact.lower()
+    compact = re.sub(r"[\s-]", "", contact)
+    if not PHONE_RE.match(compact):
+        raise OrderError("Enter a valid e-mail address or phone number.", field="contact")
+    return compact, ""
+
+
+def _new_number() -> str:
+    return timezone.now().strftime("%y%m%d%H%M%S") + f"{secrets.randbelow(10**6):06d}"
+
+
+def _reserve(line: OrderLine, sku: SKU, quantity: int, until) -> int:
+    """Reserve up to ``quantity`` keys for ``line``; returns how many were reserved."""
+    order_by = {"oldest": "id", "newest": "id DESC", "random": "random()"}[sku.issue_order]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE inventory_cardkey SET status = 'reserved', order_line_id = %s, reserved_until = %s
+                WHERE id IN (SELECT id FROM inventory_cardkey
+                             WHERE sku_id = %s AND status = 'available' AND NOT is_loop
+                             ORDER BY {order_by} LIMIT %s FOR UPDATE SKIP LOCKED)""",
+            [line.pk, until, sku.pk, quantity],
+        )
+        reserved = cursor.rowcount
+    if reserved:
+        adjust_counts(sku.pk, available=-reserved, reserved=reserved)
+    return reserved
+
+
+def _has_loop_key(sku: SKU) -> bool:
+    return CardKey.objects.filter(sku=sku, status=CardKey.Status.AVAILABLE, is_loop=True).exists()
+
+
+def order_place(*, lines: list[LineRequest], contact: str, query_password: str = "", customer=None,
+                ip: str | None = None, idempotency_key: str | None = None, language: str = "zh-hans",
+                actor: str = "") -> Order:
+    """Validate everything, reserve stock for the reservation window, create the order."""
+    if idempotency_key:
+        existing = Order.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing
+    if not lines or len(lines) > MAX_LINES:
+        raise OrderError(f"An order has 1 to {MAX_LINES} lines.", field="lines")
+    contact_value, contact_email = _validate_contact(contact or (customer.email or customer.phone if customer else ""))
+    if customer is None and len(query_password or "") < 4:
+        raise OrderError("Choose a query password of at least 4 characters to look the order up later.",
+                         field="query_password")
+    rules = OrderSettings.current()
+    open_orders = Order.objects.filter(status=S.PENDING_PAYMENT)
+    if open_orders.filter(contact=contact_value).count() >= rules.max_open_orders_per_contact:
+        raise OrderError("You have too many unpaid orders. Pay or cancel one first.", field="contact",
+                         code="too_many_open_orders", status=429)
+    if ip and open_orders.filter(ip=ip).count() >= rules.max_open_orders_per_ip:
+        raise OrderError("Too many unpaid orders from your network. Pay or cancel one first.",
+                         code="too_many_open_orders", status=429)
+
+    resolved = []
+    for request in lines:
+        if not isinstance(request.quantity, int) or isinstance(request.quantity, bool):
+            raise OrderError("Quantity must be a whole number.", field="quantity")
+        sku = SKU.objects.select_related("product").filter(pk=request.sku_id, is_active=True,
+                                                               product__is_visible=True).first()
+        if sku is None:
+            raise OrderError("This product is not available.", field="sku", code="not_found", status=404)
+        product = sku.product
+        if not product.min_quantity <= request.quantity <= min(product.max_quantity, MAX_QUANTITY):
+            raise OrderError(f"Quantity must be between {product.min_quantity} and "
+                             f"{min(product.max_quantity, MAX_QUANTITY)}.", field="quantity")
+        if product.member_only and customer is None:
+            raise OrderError("Sign in as a member to buy this product.", field="sku", code="members_only",
+                             status=403)
+        account = (request.account or "").strip()
+        if product.type == Product.Type.TOPUP:
+            if not account or (product.account_pattern and not re.fullmatch(product.account_pattern, account)):
+                raise OrderError(f"Enter a valid {product.account_label or 'account'}.", field="account")
+        resolved.append((sku, request.quantity, account))
+
+    now = timezone.now()
+    until = now + timedelta(minutes=rules.reservation_minutes)
+    with transaction.atomic():
+        subtotal = 0
+        priced = []
+        for sku, quantity, account in resolved:
+            unit = unit_price_for(sku=sku, quantity=quantity, customer=customer)
+            priced.append((sku, quantity, account, unit))
+            subtotal += unit * quantity
+        try:
+            with transaction.atomic():
+                order = Order.objects.create(
+                    number=_new_number(), customer=customer, contact=contact_value, contact_email=contact_email,
+                    query_password=make_password(query_password) if query_password else "",
+                    currency=getattr(connection.tenant, "currency", "CNY"), subtotal=subtotal, total=subtotal,
+                    idempotency_key=idempotency_key or None, access_token=secrets.token_urlsafe(32), ip=ip,
+                    language=language, reserved_until=until,
+                )
+        except IntegrityError:
+            if idempotency_key:  # the same request raced us and won
+                return Order.objects.get(idempotency_key=idempotency_key)
+            raise
+        for sku, quantity, account, unit in priced:
+            line = OrderLine.objects.create(order=order, sku=sku, product_type=sku.product.type,
+                                            title=str(sku), quantity=quantity, unit_price=unit,
+                                            total=unit * quantity, account=account)
+            if sku.product.type == Product.Type.CARD_KEY:
+                reserved = _reserve(line, sku, quantity, until)
+                if reserved < quantity and not (reserved == 0 and _has_loop_key(sku)):
+                    left = reserved
+                    raise OrderError(f"Only {left} left in stock." if left else "Sold out.", field="quantity",
+                                     code="out_of_stock", status=409)
+        _event(order, "", S.PENDING_PAYMENT, "order.created", actor=actor,
+               data={"total": subtotal, "lines": len(priced)})
+    return order
+
+
+def wallet_topup_order(*, customer, amount: int, ip: str | None = None) -> Order:
+    if not isinstance(amount, int) or amount <= 0 or amount > 10_000_000:
+        raise OrderError("Top-up amount must be between 0.01 and 100,000.", field="amount")
+    with transaction.atomic():
+        order = Order.objects.create(
+            number=_new_number(), kind=Order.Kind.WALLET_TOPUP, customer=customer,
+            contact=customer.email or customer.phone, contact_email=customer.email or "",
+            currency=getattr(connection.tenant, "currency", "CNY"), subtotal=amount, total=amount,
+            access_token=secrets.token_urlsafe(32), ip=ip,
+        )
+        _event(order, "", S.PENDING_PAYMENT, "order.created", data={"wallet_topup": amount})
+    return order
+
+
+# --- state machine -------------------------------------------------------------------
+
+def _event(order: Order, from_status: str, to_status: str, kind: str, *, message: str = "", data=None,
+           actor: str = "") -> OrderEvent:
+    return OrderEvent.objects.create(order=order, from_status=from_status, to_status=to_status, kind=kind,
+                                     message=message, data=data or {}, actor=actor)
+
+
+def order_transition(order: Order, to: str, kind: str, *, message: str = "", data=None, actor: str = "") -> None:
+    """Move ``order`` (locked by the caller) to ``to`` if the state machine allows it."""
+    if to not in ALLOWED.get(order.status, set()):
+        raise OrderError(f"An order that is {order.get_status_display().lower()} cannot become {to}.",
+                         code="bad_transition", status=409)
+    previous = order.status
+    order.status = to
+    now = timezone.now()
+    fields = ["status"]
+    if to == S.PAID:
+        order.paid_at, fields = now, fields + ["paid_at"]
+    if to == S.DELIVERED:
+        order.delivered_at, fields = now, fields + ["delivered_at"]
+    order.save(update_fields=fields)
+    _event(order, previous, to, kind, message=message, data=data, actor=actor)
+
+
+def _release_reservations(order: Order) -> None:
+    for line in order.lines.all():
+        released = CardKey.objects.filter(order_line=line, status=CardKey.Status.RESERVED).update(
+            status=CardKey.Status.AVAILABLE, order_line=None, reserved_until=None)
+        if released:
+            adjust_counts(line.sku_id, available=released, reserved=-released)
+
+
+def order_cancel(*, order: Order, actor: str = "buyer") -> Order:
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order.pk)
+        order_transition(order, S.CANCELLED, "order.cancelled", actor=actor)
+        _release_reservations(order)
+    return order
+
+
+def orders_expire_due(now=None) -> int:
+    """Beat job: unpaid orders past their reservation expire and give their keys back."""
+    now = now or timezone.now()
+    count = 0
+    for order_id in Order.objects.filter(status=S.PENDING_PAYMENT, reserved_until__lt=now).values_list("id",
+                                                                                                     flat=True):
+        with transaction.atomic():
+            order = Order.objects.select_for_update(skip_locked=True).filter(pk=order_id,
+                                                                             status=S.PENDING_PAYMENT).first()
+            if order is None:
+                continue
+            order_transition(order, S.EXPIRED, "order.expired", message="Reservation ran out before payment.")
+            _release_reservations(order)
+            count += 1
+    return count
+
+
+# --- payment and delivery ------------------------------------------------------------
+
+def _sell_line(line: OrderLine) -> int:
+    """Turn the line's reserved keys into sold ones and top up from free stock; returns
+    how many units the line now has delivered."""
+    now = timezone.now()
+    missing = line.quantity - line.delivered_quantity
+    if missing <= 0:
+        return line.delivered_quantity
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """UPDATE inventory_cardkey SET status = 'sold', sold_at = %s, reserved_until = NULL
+               WHERE order_line_id = %s AND status = 'reserved' RETURNING id""",
+            [now, line.pk],
+        )
+        from_reservation = [row[0] for row in cursor.fetchall()][:missing]
+        fresh: list[int] = []
+        if len(from_reservation) < missing:  # reservation expired: take what is free now
+            sku = line.sku
+            order_by = {"oldest": "id", "newest": "id DESC", "random": "random()"}[sku.issue_order]
+            cursor.execute(
+                f"""UPDATE inventory_cardkey SET status = 'sold', sold_at = %s, order_line_id = %s
+                    WHERE id IN (SELECT id FROM inventory_cardkey
+                                 WHERE sku_id = %s AND status = 'available' AND NOT is_loop
+                                 ORDER BY {order_by} LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id""",
+                [now, line.pk, line.sku_id, missing - len(from_reservation)],
+            )
+            fresh = [row[0] for row in cursor.fetchall()]
+    sold = from_reservation + fresh
+    DeliveredKey.objects.bulk_create([DeliveredKey(order_line=line, card_key_id=key_id) for key_id in sold])
+    adjust_counts(line.sku_id, reserved=-len(from_reservation), available=-len(fresh), sold=len(sold))
+    delivered = line.delivered_quantity + len(sold)
+    if delivered < line.quantity:
+        loop_key = CardKey.objects.filter(sku_id=line.sku_id, status=CardKey.Status.AVAILABLE, is_loop=True).first()
+        if loop_key is not None:
+            DeliveredKey.objects.bulk_create([DeliveredKey(order_line=line, card_key=loop_key, is_loop=True)
+                                              for _ in range(line.quantity - delivered)])
+            delivered = line.quantity
+    if delivered != line.delivered_quantity:
+        line.delivered_quantity = delivered
+        line.save(update_fields=["delivered_quantity"])
+    return delivered
+
+
+def order_mark_paid(*, order: Order, payment=None, actor: str = "gateway") -> Order:
+    """Called by the payments core inside its transaction, ``order`` locked:
+    paid → delivered / awaiting_stock / processing, keys sold exactly once."""
+    if order.status not in (S.PENDING_PAYMENT, S.EXPIRED, S.CANCELLED):
+        return order  # already paid: replays change nothing
+    order_transition(order, S.PAID, "order.paid", actor=actor,
+                     data={"payment": getattr(payment, "pk", None), "provider": getattr(payment, "provider", "")})
+    if payment is not None and order.payment_method != payment.provider:
+        order.payment_method = payment.provider
+        order.save(update_fields=["payment_method"])
+    if order.kind == Order.Kind.WALLET_TOPUP:
+        from platform_core.customers.services import wallet_credit
+
+        wallet_credit(customer=order.customer, amount=order.total, kind="topup", reference=order.number,
+                      order=order)
+        order_transition(order, S.COMPLETED, "wallet.credited", actor="system", data={"amount": order.total})
+        return order
+    _deliver(order)
+    return order
+
+
+def _deliver(order: Order) -> None:
+    lines = list(order.lines.select_related("sku__product"))
+    waiting_for_staff = False
+    short = False
+    for line in lines:
+        if line.product_type == Product.Type.CARD_KEY:
+            if _sell_line(line) < line.quantity:
+                short = True
+        else:
+            waiting_for_staff = waiting_for_staff or line.delivered_quantity < line.quantity
+    if short:
+        if order.status != S.AWAITING_STOCK:
+            order_transition(order, S.AWAITING_STOCK, "order.awaiting_stock",
+                             message="Paid; some keys are out of stock and follow as soon as stock arrives.")
+    elif waiting_for_staff:
+        if order.status != S.PROCESSING:
+            order_transition(order, S.PROCESSING, "order.processing",
+                             message="Paid; the shop delivers this order shortly.")
+    else:
+        order_transition(order, S.DELIVERED, "order.delivered", actor="system")
+    order_id, sku_ids = order.pk, {line.sku_id for line in lines}
+    transaction.on_commit(lambda: _after_delivery(order_id, sku_ids))
+
+
+def _after_delivery(order_id: int, sku_ids: set[int]) -> None:
+    from platform_core.orders import tasks
+
+    tasks.send_order_email.delay(order_id)
+    tasks.check_low_stock.delay(sorted(sku_ids))
+
+
+def orders_fulfil_awaiting_stock(*, sku_id: int) -> int:
+    """Stock arrived: deliver paid orders waiting for it, oldest first."""
+    delivered = 0
+    waiting = (Order.objects.filter(status=S.AWAITING_STOCK, lines__sku_id=sku_id).order_by("paid_at", "id")
+               .values_list("id", flat=True).distinct())
+    for order_id in list(waiting):
+        with transaction.atomic():
+            order = Order.objects.select_for_update().get(pk=order_id)
+            if order.status != S.AWAITING_STOCK:
+                continue
+            _deliver(order)
+            delivered += order.status == S.DELIVERED
+    return delivered
+
+
+def line_mark_delivered(*, line: OrderLine, note: str, actor) -> Order:
+    """Staff deliver a manual or top-up line (the note is what the buyer sees)."""
+    from platform_core import crypto
+
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=line.order_id)
+        line = OrderLine.objects.get(pk=line.pk)
+        if order.status not in (S.PROCESSING, S.PAID):
+            raise OrderError("Only paid orders being processed can be delivered by hand.", status=409)
+        line.delivery_note = crypto.encrypt(connection.tenant, note or "", context="orders:delivery-note")
+        line.delivered_quantity = line.quantity
+        line.save(update_fields=["delivery_note", "delivered_quantity"])
+        if all(other.delivered_quantity >= other.quantity for other in order.lines.all()):
+            order_transition(order, S.DELIVERED, "order.delivered", actor=getattr(actor, "email", str(actor)))
+            transaction.on_commit(lambda: _after_delivery(order.pk, set()))
+    return order
+
+
+# --- what the buyer sees -------------------------------------------------------------
+
+@dataclass
+class DeliveredItem:
+    line_title: str
+    secret: str
+    delivered_key_id: int | None = None
+    replaced: bool = False
+
+
+def order_delivered_items(order: Order) -> list[DeliveredItem]:
+    """Plaintext keys and delivery notes of an order — only for its owner."""
+    from platform_core import crypto
+
+    cipher = KeyCipher(connection.tenant)
+    items = []
+    for line in order.lines.all():
+        for delivered in line.delivered_keys.select_related("card_key").order_by("id"):
+            items.append(DeliveredItem(line.title, cipher.decrypt(delivered.card_key.secret), delivered.pk,
+                                       replaced=delivered.replaced_by_id is not None))
+        if line.delivery_note:
+            items.append(DeliveredItem(line.title, crypto.decrypt_str(connection.tenant, line.delivery_note,
+                                                                      context="orders:delivery-note")))
+    return items
+
+
+def order_lookup(*, number: str, contact: str, query_password: str) -> Order | None:
+    """Order lookup (查单) without an account: all three must match."""
+    order = Order.objects.filter(number=(number or "").strip()).first()
+    try:
+        contact_value, _ = _validate_contact(contact)
+    except OrderError:
+        return None
+    if order is None or order.contact != contact_value or not order.query_password:
+        make_password(query_password or "")  # same cost whether or not the order exists
+        return None
+    return order if check_password(query_password or "", order.query_password) else None
+
+
+# --- refunds and after-sales ---------------------------------------------------------
+
+def order_refund(*, order: Order, amount: int, reason: str, actor, ticket: Ticket | None = None) -> Order:
+    """Refund ``amount`` (minor units) through the payment it was paid with."""
+    from platform_core.payments.services import payment_refund
+
+    if not isinstance(amount, int) or amount <= 0:
+        raise OrderError("Refund amount must be a positive amount.", field="amount")
+    actor_name = getattr(actor, "email", str(actor or "system"))
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order.pk)
+        if amount > order.total - order.refunded_amount:
+            raise OrderError("Refund exceeds what is left to refund on this order.", field="amount")
+        payment = order.payments.filter(status="succeeded").first()
+        if payment is None:
+            raise OrderError("This order has no completed payment to refund.", code="not_paid", status=409)
+        payment_refund(payment=payment, amount=amount, reason=reason, actor=actor_name)
+        order.refunded_amount += amount
+        order.save(update_fields=["refunded_amount"])
+        full = order.refunded_amount == order.total
+        if full:
+            order_transition(order, S.REFUNDED, "order.refunded", message=reason, actor=actor_name,
+                             data={"amount": amount})
+            _release_reservations(order)
+        else:
+            _event(order, order.status, order.status, "order.partially_refunded", message=reason,
+                   actor=actor_name, data={"amount": amount})
+        if ticket is not None:
+            TicketMessage.objects.create(ticket=ticket, from_staff=True, author=actor_name,
+                                         body=f"Refunded {amount / 100:.2f} {order.currency}. {reason}".strip())
+        audit_record(action="order.refunded", actor=actor if hasattr(actor, "pk") else None, target=order,
+                     data={"amount": amount, "full": full, "reason": reason})
+    return order
+
+
+def ticket_open(*, order: Order, reason: str, message: str) -> Ticket:
+    if reason not in Ticket.Reason.values:
+        raise OrderError("Choose what went wrong.", field="reason")
+    message = (message or "").strip()
+    if not message or len(message) > 4000:
+        raise OrderError("Describe the problem (up to 4,000 characters).", field="message")
+    if order.status in (S.PENDING_PAYMENT, S.EXPIRED, S.CANCELLED):
+        raise OrderError("After-sales help is for paid orders.", code="not_paid", status=409)
+    if order.tickets.filter(status__in=[Ticket.Status.OPEN, Ticket.Status.ANSWERED]).count() >= 3:
+        raise OrderError("This order already has open tickets; reply there.", code="too_many_tickets", status=429)
+    with transaction.atomic():
+        ticket = Ticket.objects.create(order=order, reason=reason)
+        TicketMessage.objects.create(ticket=ticket, body=message, author=order.contact)
+        _event(order, order.status, order.status, "ticket.opened", data={"ticket": ticket.pk, "reason": reason},
+               actor="buyer")
+    return ticket
+
+
+def ticket_reply(*, ticket: Ticket, body: str, actor=None, from_staff: bool) -> TicketMessage:
+    body = (body or "").strip()
+    if not body or len(body) > 4000:
+        raise OrderError("Write a message (up to 4,000 characters).", field="body")
+    if ticket.status == Ticket.Status.CLOSED:
+        raise OrderError("This ticket is closed.", code="closed", status=409)
+    with transaction.atomic():
+        message = TicketMessage.objects.create(ticket=ticket, body=body, from_staff=from_staff,
+                                               author=getattr(actor, "email", "") or ticket.order.contact)
+        ticket.status = Ticket.Status.ANSWERED if from_staff else Ticket.Status.OPEN
+        ticket.save(update_fields=["status"])
+    return message
+
+
+def ticket_reissue_key(*, ticket: Ticket, delivered_key_id: int, actor) -> DeliveredKey:
+    """Staff replace a bad key: the old one is voided, a fresh one delivered."""
+    actor_name = getattr(actor, "email", str(actor))
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=ticket.order_id)
+        old = (DeliveredKey.objects.select_for_update().select_related("card_key", "order_line")
+               .filter(pk=delivered_key_id, order_line__order=order, replaced_by__isnull=True).first())
+        if old is None:
+            raise OrderError("That key is not part of this order.", field="key", status=404)
+        line = old.order_line
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """UPDATE inventory_cardkey SET status = 'sold', sold_at = now(), order_line_id = %s
+                   WHERE id = (SELECT id FROM inventory_cardkey WHERE sku_id = %s AND status = 'available'
+                               AND NOT is_loop ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id""",
+                [line.pk, line.sku_id],
+            )
+            row = cursor.fetchone()
+        if row is None:
+            raise OrderError("No replacement key in stock; import keys or refund instead.", code="out_of_stock",
+                             status=409)
+        replacement = DeliveredKey.objects.create(order_line=line, card_key_id=row[0])
+        old.replaced_by = replacement
+        old.save(update_fields=["replaced_by"])
+        if old.is_loop:
+            adjust_counts(line.sku_id, available=-1, sold=1)
+        else:  # the new key is sold (+1 sold), the bad one leaves "sold" for "void" (-1 sold)
+            CardKey.objects.filter(pk=old.card_key_id).update(status=CardKey.Status.VOID)
+            adjust_counts(line.sku_id, available=-1)
+        TicketMessage.objects.create(ticket=ticket, from_staff=True, author=actor_name,
+                                     body="We replaced the key that did not work; the new one is on your order page.")
+        ticket.status = Ticket.Status.ANSWERED
+        ticket.save(update_fields=["status"])
+        _event(order, order.status, order.status, "key.reissued", actor=actor_name,
+               data={"old": old.card_key_id, "new": row[0], "ticket": ticket.pk})
+        audit_record(action="order.key_reissued", actor=actor if hasattr(actor, "pk") else None, target=order,
+                     data={"ticket": ticket.pk})
+    transaction.on_commit(lambda: _after_delivery(order.pk, {line.sku_id}))
+    return replacement
+
+
+def ticket_close(*, ticket: Ticket, actor=None) -> Ticket:
+    ticket.status, ticket.closed_at = Ticket.Status.CLOSED, timezone.now()
+    ticket.save(update_fields=["status", "closed_at"])
+    return ticket
+
+
+def order_refund_recorded_outside(*, order: Order, payment, amount: int, external_id: str) -> None:
+    """The gateway reports a refund nobody made in Kameng: record it as it is."""
+    from platform_core.payments.models import Refund
+
+    amount = min(amount, payment.amount - payment.refunded_amount)
+    if amount <= 0:
+        return
+    Refund.objects.create(payment=payment, amount=amount, status=Refund.Status.SUCCEEDED, external_id=external_id,
+                          reason="Refunded at the payment gateway", created_by="gateway")
+    payment.refunded_amount += amount
+    payment.save(update_fields=["refunded_amount"])
+    order.refunded_amount = min(order.total, order.refunded_amount + amount)
+    order.save(update_fields=["refunded_amount"])
+    if order.refunded_amount == order.total and S.REFUNDED in ALLOWED.get(order.status, set()):
+        order_transition(order, S.REFUNDED, "order.refunded", message="Refunded at the payment gateway",
+                         actor="gateway", data={"amount": amount})
+    else:
+        _event(order, order.status, order.status, "order.partially_refunded", actor="gateway",
+               data={"amount": amount, "external": external_id})
+
+
+def orders_refund_stale_awaiting_stock(now=None) -> int:
+    """Beat job: paid orders that waited for stock longer than the shop allows are refunded."""
+    now = now or timezone.now()
+    hours = OrderSettings.current().awaiting_stock_refund_hours
+    count = 0
+    for order in Order.objects.filter(status=S.AWAITING_STOCK, paid_at__lt=now - timedelta(hours=hours)):
+        undelivered = sum((line.quantity - line.delivered_quantity) * line.unit_price for line in order.lines.all())
+        amount = min(undelivered, order.total - order.refunded_amount)
+        try:
+            if amount > 0:
+                order_refund(order=order, amount=amount, reason="Out of stock for too long: refunded automatically.",
+                             actor="system")
+            count += 1
+        except Exception:  # noqa: BLE001 - one failing gateway must not stop the sweep
+            logger.exception("automatic refund of order %s failed", order.number)
+    return count

@@ -1,0 +1,189 @@
+"""The payments core: start a payment with a provider, record verified gateway events
+idempotently, refund. Providers talk to gateways; this module persists, under locks."""
+from __future__ import annotations
+
+import logging
+
+from django.db import IntegrityError, OperationalError, connection, transaction
+from django.utils import timezone
+
+from platform_core.orders.models import Order
+from platform_core.payments.models import Payment, Refund, WebhookEvent
+from plugins.hooks import enabled_plugins
+from plugins.payment import GatewayEvent, PaymentAction, PaymentError, PaymentPlugin
+
+logger = logging.getLogger(__name__)
+
+
+class UnknownProvider(LookupError):
+    pass
+
+
+def payment_providers(order: Order | None = None) -> list[PaymentPlugin]:
+    """Payment plugins enabled in the current shop (and allowed for ``order``)."""
+    providers = [p for p in enabled_plugins() if isinstance(p, PaymentPlugin)]
+    if order is not None:
+        providers = [p for p in providers if p.is_allowed(order)]
+        if order.kind == Order.Kind.WALLET_TOPUP:
+            providers = [p for p in providers if p.can_top_up_wallet]
+    return providers
+
+
+def provider_for(slug: str, order: Order | None = None) -> PaymentPlugin:
+    for provider in payment_providers(order):
+        if provider.slug == slug:
+            return provider
+    raise UnknownProvider(f"The payment method {slug!r} is not available here.")
+
+
+def payment_start(*, order: Order, provider_slug: str, return_url: str, notify_url: str) -> tuple[Payment, PaymentAction]:
+    """Create a pending payment and ask the provider how the buyer pays. Instant
+    providers (wallet) complete it right here."""
+    provider = provider_for(provider_slug, order)
+    with transaction.atomic():
+        locked = Order.objects.select_for_update().get(pk=order.pk)
+        if locked.status != Order.Status.PENDING_PAYMENT:
+            raise PaymentError("This order is not waiting for payment any more.")
+        if locked.reserved_until and locked.reserved_until < timezone.now():
+            raise PaymentError("The reservation of this order ran out; place the order again.")
+        payment = Payment.objects.create(order=locked, provider=provider.slug, amount=locked.total,
+                                         currency=locked.currency)
+    action = provider.start(order, payment, return_url=return_url, notify_url=notify_url)
+    if action.external_id and not payment.external_id:
+        payment.external_id = action.external_id
+        payment.save(update_fields=["external_id"])
+    if action.kind == "instant":
+        event = provider.execute(payment)
+        if event is not None:
+            record_event(provider=provider.slug, event=event)
+    return payment, action
+
+
+def record_event(*, provider: str, event: GatewayEvent) -> str:
+    """Apply one verified gateway event exactly once. In one transaction: the inbox
+    row, the payment, the order and its keys. Returns what happened, in a word."""
+    if event.kind == "ignored":
+        return "ignored"
+    try:
+        with transaction.atomic():
+            WebhookEvent.objects.create(provider=provider, event_id=event.event_id, kind=event.kind,
+                                        payload=event.raw)
+            result = _apply(provider, event)
+            WebhookEvent.objects.filter(provider=provider, event_id=event.event_id).update(result=result)
+            return result
+    except IntegrityError:
+        if WebhookEvent.objects.filter(provider=provider, event_id=event.event_id).exists():
+            return "duplicate"  # a replay, or a parallel delivery that won
+        raise
+
+
+def _payment_for(provider: str, event: GatewayEvent) -> Payment | None:
+    query = Payment.objects.select_for_update().select_related("order")
+    if event.payment_reference.isdigit():
+        payment = query.filter(pk=int(event.payment_reference), provider=provider).first()
+        if payment is not None:
+            return payment
+    if event.external_id:
+        return query.filter(provider=provider, external_id=event.external_id).first()
+    return None
+
+
+def _apply(provider: str, event: GatewayEvent) -> str:
+    from platform_core.orders.services import order_mark_paid, order_refund_recorded_outside
+
+    payment = _payment_for(provider, event)
+    if payment is None:
+        logger.warning("gateway event %s/%s names no payment of ours", provider, event.event_id)
+        return "unknown_payment"
+    WebhookEvent.objects.filter(provider=provider, event_id=event.event_id).update(payment=payment)
+    order = Order.objects.select_for_update().get(pk=payment.order_id)
+    if event.kind == "payment.succeeded":
+        if event.amount != payment.amount or event.currency.upper() != payment.currency:
+            logger.error("payment %s: gateway says %s %s, we expect %s %s", payment.pk, event.amount,
+                         event.currency, payment.amount, payment.currency)
+            return "amount_mismatch"
+        if payment.status == Payment.Status.SUCCEEDED:
+            return "already_succeeded"
+        if event.external_id and not payment.external_id:
+            payment.external_id = event.external_id
+        if order.payments.filter(status=Payment.Status.SUCCEEDED).exclude(pk=payment.pk).exists():
+            # paid twice (two tabs, two methods): keep the first, give this one back
+            payment.status, payment.succeeded_at = Payment.Status.SUCCEEDED, timezone.now()
+            payment.save()
+            transaction.on_commit(lambda: _refund_duplicate(payment.pk))
+            return "duplicate_payment_refunded"
+        payment.status, payment.succeeded_at = Payment.Status.SUCCEEDED, timezone.now()
+        payment.save(update_fields=["status", "succeeded_at", "external_id"])
+        order_mark_paid(order=order, payment=payment)
+        return "paid"
+    if event.kind == "payment.failed":
+        if payment.status == Payment.Status.PENDING:
+            payment.status = Payment.Status.FAILED
+            payment.save(update_fields=["status"])
+        return "failed"
+    if event.kind == "refund.succeeded":
+        refund = payment.refunds.filter(external_id=event.refund_external_id).first() if event.refund_external_id \
+            else None
+        if refund is not None:
+            if refund.status != Refund.Status.SUCCEEDED:
+                refund.status = Refund.Status.SUCCEEDED
+                refund.save(update_fields=["status"])
+            return "refund_confirmed"
+        # a refund made at the gateway, outside Kameng
+        order_refund_recorded_outside(order=order, payment=payment, amount=event.amount,
+                                      external_id=event.refund_external_id)
+        return "refund_recorded"
+    return "ignored"
+
+
+def _refund_duplicate(payment_id: int) -> None:
+    payment = Payment.objects.get(pk=payment_id)
+    with transaction.atomic():
+        payment_refund(payment=payment, amount=payment.amount - payment.refunded_amount,
+                       reason="Paid twice: the second payment is returned.", actor="system")
+
+
+def payment_refund(*, payment: Payment, amount: int, reason: str, actor: str) -> Refund:
+    """Refund through the provider that took the payment (caller holds the order lock)."""
+    from plugins.registry import get_plugin_class
+
+    payment = Payment.objects.select_for_update().get(pk=payment.pk)
+    if amount <= 0 or amount > payment.amount - payment.refunded_amount:
+        raise PaymentError("Refund exceeds what is left on this payment.")
+    provider_class = get_plugin_class(payment.provider)
+    from plugins.models import PluginConfig
+
+    provider = provider_class(connection.tenant, PluginConfig.objects.filter(slug=payment.provider).first())
+    refund = Refund.objects.create(payment=payment, amount=amount, reason=reason, created_by=actor)
+    outcome = provider.refund(payment, amount)
+    if not outcome.succeeded and not outcome.pending:
+        raise PaymentError(outcome.message or "The payment provider refused the refund.")
+    refund.status = Refund.Status.SUCCEEDED if outcome.succeeded else Refund.Status.PENDING
+    refund.external_id = outcome.external_id
+    refund.save(update_fields=["status", "external_id"])
+    payment.refunded_amount += amount
+    payment.save(update_fields=["refunded_amount"])
+    return refund
+
+
+def payments_poll_pending(*, older_than_minutes: int = 5) -> int:
+    """Beat job: ask the gateway about payments stuck in pending (a lost webhook)."""
+    from datetime import timedelta
+
+    cutoff = timezone.now() - timedelta(minutes=older_than_minutes)
+    fixed = 0
+    for payment in Payment.objects.filter(status=Payment.Status.PENDING, created_at__lt=cutoff,
+                                          created_at__gt=cutoff - timedelta(days=2)).select_related("order"):
+        try:
+            provider = provider_for(payment.provider)
+            status = provider.fetch_status(payment)
+        except (UnknownProvider, PaymentError, OperationalError) as exc:
+            logger.warning("could not poll payment %s: %s", payment.pk, exc)
+            continue
+        if status.status in ("succeeded", "failed"):
+            result = record_event(provider=payment.provider, event=GatewayEvent(
+                event_id=f"poll:{payment.pk}:{status.status}", kind=f"payment.{status.status}",
+                payment_reference=str(payment.pk), external_id=status.external_id, amount=status.amount,
+                currency=status.currency, raw={"source": "poll"}))
+            fixed += result == "paid"
+    return fixed

@@ -1,0 +1,106 @@
+"""The payment-provider interface every payment plugin implements (pretix + saleor style).
+
+Providers speak to their gateway and return normalised results; the core
+(``platform_core.payments.services``) persists them under row locks. A provider never
+marks an order paid itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from plugins.base import Plugin, PluginKind
+
+if TYPE_CHECKING:
+    from platform_core.orders.models import Order
+    from platform_core.payments.models import Payment
+
+
+@dataclass
+class PaymentAction:
+    """What the buyer does next: go to ``url`` (redirect), scan ``qr_text`` (qr),
+    nothing (instant: the money already moved, e.g. wallet)."""
+
+    kind: str  # "redirect" | "qr" | "instant"
+    url: str = ""
+    qr_text: str = ""
+    external_id: str = ""
+    message: str = ""
+
+
+@dataclass
+class GatewayEvent:
+    """A verified event from the gateway, in our words."""
+
+    event_id: str
+    kind: str  # "payment.succeeded" | "payment.failed" | "refund.succeeded" | "refund.failed" | "ignored"
+    payment_reference: str = ""  # our Payment id we gave the gateway
+    external_id: str = ""  # the gateway's payment id
+    amount: int = 0
+    currency: str = ""
+    refund_external_id: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RefundOutcome:
+    succeeded: bool
+    external_id: str = ""
+    message: str = ""
+    pending: bool = False
+
+
+@dataclass
+class StatusOutcome:
+    status: str  # "succeeded" | "pending" | "failed"
+    external_id: str = ""
+    amount: int = 0
+    currency: str = ""
+
+
+class PaymentError(Exception):
+    """Shown to buyers and staff in plain words."""
+
+    def __init__(self, message: str, *, retryable: bool = False):
+        super().__init__(message)
+        self.message, self.retryable = message, retryable
+
+
+class WebhookRejected(Exception):
+    """The request is not a genuine event from the gateway (bad signature, stale, malformed)."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+class PaymentPlugin(Plugin):
+    kind = PluginKind.PAYMENT
+    #: shown to buyers on the payment choice
+    public_name: str = ""
+    #: False for providers that cannot top up a wallet (the wallet itself)
+    can_top_up_wallet: bool = True
+
+    def is_allowed(self, order: Order) -> bool:
+        return order.total > 0
+
+    def start(self, order: Order, payment: Payment, *, return_url: str, notify_url: str) -> PaymentAction:
+        raise PaymentError(f"{self.name} cannot start payments.")
+
+    def execute(self, payment: Payment) -> GatewayEvent | None:
+        """Instant providers move the money here and report the outcome."""
+        return None
+
+    def handle_webhook(self, request) -> list[GatewayEvent]:
+        raise WebhookRejected("This provider does not take webhooks.", status=404)
+
+    def webhook_response(self, results: list[str]):
+        from django.http import HttpResponse
+
+        return HttpResponse("ok", content_type="text/plain")
+
+    def refund(self, payment: Payment, amount: int) -> RefundOutcome:
+        return RefundOutcome(succeeded=False, message="This payment method cannot refund automatically.")
+
+    def fetch_status(self, payment: Payment) -> StatusOutcome:
+        return StatusOutcome(status="pending")
