@@ -1,0 +1,236 @@
+"""Checkout, reservation, the state machine, delivery exactly once."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django_tenants.utils import tenant_context
+
+from platform_core.catalog.models import SKU, Product, WholesalePrice
+from platform_core.inventory.models import CardKey, DeliveredKey
+from platform_core.inventory.stock import recount
+from platform_core.orders import services
+from platform_core.orders.models import Order, OrderEvent
+from platform_core.orders.services import LineRequest, OrderError
+from tests.commerce_helpers import add_keys, make_product, pay
+
+
+def place(sku, quantity=1, contact="buyer@example.com", **kwargs):
+    return services.order_place(lines=[LineRequest(sku.pk, quantity)], contact=contact, query_password="1234",
+                                **kwargs)
+
+
+@pytest.fixture
+def shop(alpha):
+    with tenant_context(alpha):
+        yield alpha
+
+
+def test_place_reserves_and_pay_delivers_keys(shop):
+    sku = make_product(keys=5, price=1500)
+    order = place(sku, 2)
+    assert order.status == "pending_payment" and order.total == 3000
+    sku.refresh_from_db()
+    assert (sku.available_count, sku.reserved_count, sku.sold_count) == (3, 2, 0)
+    assert pay(order) == "paid"
+    order.refresh_from_db()
+    assert order.status == "delivered"
+    items = services.order_delivered_items(order)
+    assert len(items) == 2 and all(item.secret.startswith(f"KEY-{sku.pk}-") for item in items)
+    sku.refresh_from_db()
+    assert (sku.available_count, sku.reserved_count, sku.sold_count) == (3, 0, 2)
+    assert recount(sku.pk) == {"available": 3, "reserved": 0, "sold": 2}
+    assert list(order.events.values_list("kind", flat=True)) == ["order.created", "order.paid", "order.delivered"]
+
+
+def test_wholesale_price_applies_from_its_quantity(shop):
+    sku = make_product(keys=20, price=1000)
+    WholesalePrice.objects.create(sku=sku, min_quantity=10, unit_price=900)
+    assert place(sku, 9).total == 9000
+    assert place(sku, 10, contact="other@example.com").total == 9000
+
+
+@pytest.mark.parametrize("quantity", [0, -1, 101, 10**9, "3", 2.5, True])
+def test_bad_quantities_are_refused(shop, quantity):
+    sku = make_product(keys=5)
+    with pytest.raises(OrderError) as error:
+        services.order_place(lines=[LineRequest(sku.pk, quantity)], contact="b@example.com", query_password="1234")
+    assert error.value.field == "quantity"
+    assert not Order.objects.exists()
+    sku.refresh_from_db()
+    assert sku.available_count == 5 and sku.reserved_count == 0
+
+
+def test_sold_out_refuses_and_leaves_no_half_order(shop):
+    sku = make_product(keys=2)
+    with pytest.raises(OrderError, match="Only 2 left"):
+        place(sku, 3)
+    assert not Order.objects.exists()
+    sku.refresh_from_db()
+    assert (sku.available_count, sku.reserved_count) == (2, 0)
+    assert CardKey.objects.filter(status="reserved").count() == 0
+
+
+@pytest.mark.parametrize("contact, password, field", [
+    ("not a contact", "1234", "contact"),
+    ("buyer@example", "1234", "contact"),
+    ("buyer@example.com", "12", "query_password"),
+])
+def test_contact_and_query_password_are_validated(shop, contact, password, field):
+    sku = make_product(keys=1)
+    with pytest.raises(OrderError) as error:
+        services.order_place(lines=[LineRequest(sku.pk, 1)], contact=contact, query_password=password)
+    assert error.value.field == field
+
+
+def test_product_of_another_shop_is_not_found(alpha, bravo):
+    with tenant_context(bravo):
+        foreign = make_product(keys=1)
+    with tenant_context(alpha):
+        with pytest.raises(OrderError) as error:
+            place(foreign)
+        assert error.value.status == 404
+
+
+def test_hidden_products_and_member_only_items(shop):
+    hidden = make_product(keys=1, is_visible=False)
+    members = make_product(keys=1, member_only=True)
+    with pytest.raises(OrderError, match="not available"):
+        place(hidden)
+    with pytest.raises(OrderError, match="Sign in as a member"):
+        place(members)
+
+
+def test_topup_account_is_validated_by_the_products_pattern(shop):
+    product = Product.objects.create(name="Phone credit", type=Product.Type.TOPUP, account_pattern=r"1[3-9]\d{9}",
+                                     account_label="Phone number")
+    sku = SKU.objects.create(product=product, price=5000)
+    with pytest.raises(OrderError, match="valid Phone number"):
+        services.order_place(lines=[LineRequest(sku.pk, 1, "12345")], contact="b@example.com", query_password="1234")
+    order = services.order_place(lines=[LineRequest(sku.pk, 1, "13800138000")], contact="b@example.com",
+                                 query_password="1234")
+    pay(order)
+    order.refresh_from_db()
+    assert order.status == "processing"
+    line = order.lines.get()
+    services.line_mark_delivered(line=line, note="Credited 50 CNY, ref 77", actor="staff@example.com")
+    order.refresh_from_db()
+    assert order.status == "delivered"
+    assert services.order_delivered_items(order)[0].secret == "Credited 50 CNY, ref 77"
+
+
+def test_open_unpaid_orders_are_limited_per_contact_and_ip(shop):
+    sku = make_product(keys=30)
+    for _ in range(3):
+        place(sku, contact="hoarder@example.com")
+    with pytest.raises(OrderError) as error:
+        place(sku, contact="hoarder@example.com")
+    assert error.value.status == 429
+    for n in range(10):
+        place(sku, contact=f"b{n}@example.com", ip="203.0.113.9")
+    with pytest.raises(OrderError, match="your network"):
+        place(sku, contact="fresh@example.com", ip="203.0.113.9")
+
+
+def test_idempotency_key_returns_the_same_order(shop):
+    sku = make_product(keys=5)
+    first = place(sku, idempotency_key="abc-123")
+    second = place(sku, idempotency_key="abc-123")
+    assert first.pk == second.pk and Order.objects.count() == 1
+
+
+def test_reservations_expire_and_keys_return_to_stock(shop):
+    sku = make_product(keys=3)
+    order = place(sku, 3)
+    assert services.orders_expire_due(now=timezone.now()) == 0
+    assert services.orders_expire_due(now=timezone.now() + timedelta(minutes=16)) == 1
+    order.refresh_from_db()
+    assert order.status == "expired"
+    sku.refresh_from_db()
+    assert (sku.available_count, sku.reserved_count) == (3, 0)
+    assert place(sku, 3, contact="next@example.com").status == "pending_payment"
+
+
+def test_late_payment_after_expiry_waits_for_stock_then_is_delivered_on_import(shop):
+    sku = make_product(keys=1)
+    late = place(sku, 1)
+    services.orders_expire_due(now=timezone.now() + timedelta(minutes=16))
+    other = place(sku, 1, contact="quick@example.com")
+    pay(other)
+    pay(late)
+    late.refresh_from_db()
+    assert late.status == "awaiting_stock"
+    add_keys(sku, ["FRESH-1"])
+    assert services.orders_fulfil_awaiting_stock(sku_id=sku.pk) == 1
+    late.refresh_from_db()
+    assert late.status == "delivered"
+    assert services.order_delivered_items(late)[0].secret == "FRESH-1"
+
+
+def test_loop_key_is_sold_to_every_buyer(shop):
+    sku = make_product(loop_key="SHARED-CODE")
+    orders = [place(sku, 2, contact=f"l{n}@example.com") for n in range(3)]
+    for order in orders:
+        pay(order)
+        order.refresh_from_db()
+        assert order.status == "delivered"
+        assert [i.secret for i in services.order_delivered_items(order)] == ["SHARED-CODE", "SHARED-CODE"]
+    assert CardKey.objects.get(sku=sku).status == "available"
+
+
+def test_state_machine_refuses_illegal_transitions(shop):
+    sku = make_product(keys=1)
+    order = place(sku)
+    with pytest.raises(OrderError, match="cannot become"):
+        services.order_transition(order, "delivered", "x")
+    services.order_cancel(order=order)
+    order.refresh_from_db()
+    assert order.status == "cancelled"
+    with pytest.raises(OrderError):
+        services.order_cancel(order=order)
+    assert OrderEvent.objects.filter(order=order).count() == 2
+
+
+def test_replayed_event_delivers_once(shop):
+    sku = make_product(keys=3)
+    order = place(sku, 1)
+    assert pay(order, event_id="evt-1") == "paid"
+    from platform_core.payments.models import Payment
+    from platform_core.payments.services import record_event
+    from plugins.payment import GatewayEvent
+
+    payment = Payment.objects.get(order=order)
+    again = record_event(provider="test-pay", event=GatewayEvent(
+        event_id="evt-1", kind="payment.succeeded", payment_reference=str(payment.pk), amount=order.total,
+        currency="CNY"))
+    assert again == "duplicate"
+    assert DeliveredKey.objects.filter(order_line__order=order).count() == 1
+
+
+def test_amount_or_currency_mismatch_changes_nothing(shop):
+    sku = make_product(keys=1, price=1000)
+    order = place(sku)
+    assert pay(order, amount=1) == "amount_mismatch"
+    assert pay(order, currency="USD") == "amount_mismatch"
+    order.refresh_from_db()
+    assert order.status == "pending_payment"
+
+
+def test_a_key_cannot_be_delivered_twice_in_the_database(shop):
+    sku = make_product(keys=1)
+    order = place(sku)
+    pay(order)
+    delivered = DeliveredKey.objects.get()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        DeliveredKey.objects.create(order_line=delivered.order_line, card_key=delivered.card_key)
+
+
+def test_order_lookup_needs_all_three(shop):
+    sku = make_product(keys=1)
+    order = place(sku, contact="Look@Example.com")
+    assert services.order_lookup(number=order.number, contact="look@example.com", query_password="1234") == order
+    assert services.order_lookup(number=order.number, contact="look@example.com", query_password="wrong") is None
+    assert services.order_lookup(number=order.number, contact="x@example.com", query_password="1234") is None
+    assert services.order_lookup(number="nope", contact="look@example.com", query_password="1234") is None
