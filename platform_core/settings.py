@@ -382,5 +382,8 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
-KAMENG_SHOP_SEEDERS = ["tenants.seeding.seed_welcome_notice"]
+KAMENG_SHOP_SEEDERS = [
+    "tenants.seeding.seed_welcome_notice",
+    "platform_core.catalog.seeding.seed_sample_catalog",
+]
 GET_EXECUTOR_FUNCTION = "platform_core.migrating.get_smart_executor"

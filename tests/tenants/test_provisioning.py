@@ -194,3 +194,21 @@ def test_createshop_command(db, capsys):
 def test_slug_is_case_folded(db):
     created = services.shop_create(slug="  MyShop ", name="Mine", owner_email="m@example.com", owner_password=PASSWORD)
     assert created.shop.slug == "myshop"
+
+
+def test_sample_catalog_is_ready_to_sell(db):
+    from platform_core.catalog.models import SKU, Product
+    from platform_core.inventory.stock import recount
+
+    created = services.shop_create(slug="sample", name="Sample", owner_email="s@example.com",
+                                   owner_password=PASSWORD, language="en")
+    with tenant_context(created.shop):
+        assert Product.objects.filter(type="card_key").count() >= 4
+        assert Product.objects.filter(type="topup").exists()
+        for sku in SKU.objects.filter(product__type="card_key"):
+            assert sku.available_count == recount(sku.pk)["available"] > 0
+    # shops asked to start empty stay empty
+    empty = services.shop_create(slug="empty", name="Empty", owner_email="e2@example.com", owner_password=PASSWORD,
+                                 sample_catalog=False)
+    with tenant_context(empty.shop):
+        assert not Product.objects.exists()
