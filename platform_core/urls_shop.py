@@ -3,10 +3,9 @@ from django.urls import include, path
 
 from platform_core import views
 from platform_core.admin_sites import shop_console
-from platform_core.storefront import views as storefront
 
 urlpatterns = [
-    path("", storefront.home, name="storefront_home"),
+    path("", include("platform_core.storefront.urls")),
     path("healthz", views.healthz, name="healthz"),
     path("manage/", shop_console.urls),
     path("api/", include("api.urls_shop")),

@@ -117,7 +117,11 @@ def _has_loop_key(sku: SKU) -> bool:
 def order_place(*, lines: list[LineRequest], contact: str, query_password: str = "", customer=None,
                 ip: str | None = None, idempotency_key: str | None = None, language: str = "zh-hans",
                 actor: str = "") -> Order:
-    """Validate everything, reserve stock for the reservation window, create the order."""
+    """Validate everything, reserve stock for the reservation window, create the order.
+
+    ``idempotency_key`` returns the order made earlier with the same key; callers must
+    namespace keys per channel and check the returned order belongs to the same buyer
+    (the API and the storefront do)."""
     if idempotency_key:
         existing = Order.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
@@ -129,7 +133,7 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
         raise OrderError("Choose a query password of at least 4 characters to look the order up later.",
                          field="query_password")
     rules = OrderSettings.current()
-    open_orders = Order.objects.filter(status=S.PENDING_PAYMENT)
+    open_orders = Order.objects.filter(status=S.PENDING_PAYMENT, kind=Order.Kind.PURCHASE)
     if open_orders.filter(contact=contact_value).count() >= rules.max_open_orders_per_contact:
         raise OrderError("You have too many unpaid orders. Pay or cancel one first.", field="contact",
                          code="too_many_open_orders", status=429)
@@ -192,10 +196,12 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
                                      code="out_of_stock", status=409)
         _event(order, "", S.PENDING_PAYMENT, "order.created", actor=actor,
                data={"total": subtotal, "lines": len(priced)})
+        if order.total == 0:  # free items need no payment: deliver at once
+            order_mark_paid(order=order, payment=None, actor="system")
     return order
 
 
-def wallet_topup_order(*, customer, amount: int, ip: str | None = None) -> Order:
+def wallet_topup_order(*, customer, amount: int, ip: str | None = None, language: str = "zh-hans") -> Order:
     if not isinstance(amount, int) or amount <= 0 or amount > 10_000_000:
         raise OrderError("Top-up amount must be between 0.01 and 100,000.", field="amount")
     with transaction.atomic():
@@ -203,7 +209,8 @@ def wallet_topup_order(*, customer, amount: int, ip: str | None = None) -> Order
             number=_new_number(), kind=Order.Kind.WALLET_TOPUP, customer=customer,
             contact=customer.email or customer.phone, contact_email=customer.email or "",
             currency=getattr(connection.tenant, "currency", "CNY"), subtotal=amount, total=amount,
-            access_token=secrets.token_urlsafe(32), ip=ip,
+            access_token=secrets.token_urlsafe(32), ip=ip, language=language,
+            reserved_until=timezone.now() + timedelta(minutes=OrderSettings.current().reservation_minutes),
         )
         _event(order, "", S.PENDING_PAYMENT, "order.created", data={"wallet_topup": amount})
     return order

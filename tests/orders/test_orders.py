@@ -234,3 +234,21 @@ def test_order_lookup_needs_all_three(shop):
     assert services.order_lookup(number=order.number, contact="look@example.com", query_password="wrong") is None
     assert services.order_lookup(number=order.number, contact="x@example.com", query_password="1234") is None
     assert services.order_lookup(number="nope", contact="look@example.com", query_password="1234") is None
+
+
+def test_free_items_are_delivered_without_payment(shop):
+    sku = make_product(keys=2, price=0)
+    order = place(sku, 1)
+    assert order.status == "delivered" and order.total == 0
+    assert len(services.order_delivered_items(order)) == 1
+
+
+def test_abandoned_wallet_topups_expire_and_do_not_block_purchases(shop):
+    from platform_core.customers.services import customer_register
+
+    customer = customer_register(login="t@example.com", password="a-long-passphrase-1")
+    for _ in range(4):
+        services.wallet_topup_order(customer=customer, amount=1000)
+    sku = make_product(keys=1)
+    assert services.order_place(lines=[LineRequest(sku.pk, 1)], contact="t@example.com", customer=customer)
+    assert services.orders_expire_due(now=timezone.now() + timedelta(minutes=16)) == 5
