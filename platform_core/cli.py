@@ -7,6 +7,8 @@
     kameng verify-domain DOMAIN | --all
     kameng rotate-keys        re-wrap shop data keys under the current master key
     kameng web | worker | beat   one process each (containers run these)
+    kameng sandbox            the bundled sandbox payment gateway (port SANDBOX_PORT, 8001)
+    kameng importkeys --shop S --product P FILE   import card keys with a progress bar
     kameng devstack start|stop|status
     kameng manage ARGS...     any Django management command
 """
@@ -26,6 +28,7 @@ DJANGO_COMMANDS = {
     "createshop": "createshop",
     "verify-domain": "verify_domain",
     "rotate-keys": "rotate_keys",
+    "importkeys": "importkeys",
 }
 
 
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         return Supervisor().run()
     if command == "devstack":
         return devstack_command(rest)
-    if command in ("web", "worker", "beat"):
+    if command in ("web", "worker", "beat", "sandbox"):
         os.execvp(*_process_command(command))
     if command == "manage":
         _setup_django()
@@ -78,6 +81,10 @@ def _process_command(kind: str) -> tuple[str, list[str]]:
     elif kind == "worker":
         args = [str(bin_dir / "celery"), "-A", "platform_core", "worker", "--loglevel", "INFO",
                 "--concurrency", os.environ.get("CELERY_CONCURRENCY", "2"), "--without-gossip", "--without-mingle"]
+    elif kind == "sandbox":
+        state_dir = Path(os.environ.get("KAMENG_STATE_DIR", ROOT / ".kameng"))
+        args = [sys.executable, "-m", "sandbox_gateway", "--port", os.environ.get("SANDBOX_PORT", "8001"),
+                "--db", os.environ.get("SANDBOX_DB", str(state_dir / "sandbox-gateway.sqlite3"))]
     else:
         from platform_core.settings import CELERY_BEAT_SCHEDULE_FILENAME  # noqa: PLC0415
 
@@ -132,6 +139,11 @@ class Supervisor:
         if not devstack.port_is_free(port):
             self.say(f"port {port} is already in use. Stop what uses it, or run with PORT=<another port>.")
             return 1
+        sandbox_port = int(os.environ.get("SANDBOX_PORT", "8001"))
+        if not devstack.port_is_free(sandbox_port):
+            self.say(f"port {sandbox_port} (sandbox payment gateway) is already in use. "
+                     "Stop what uses it, or run with SANDBOX_PORT=<another port>.")
+            return 1
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         try:
@@ -147,7 +159,7 @@ class Supervisor:
             from django.db import connections
 
             connections.close_all()
-            for kind in ("web", "worker", "beat"):
+            for kind in ("web", "worker", "beat", "sandbox"):
                 program, args = _process_command(kind)
                 self.children[kind] = subprocess.Popen(args, env=os.environ.copy(), cwd=ROOT)
             self._announce(port, logins)
@@ -188,6 +200,7 @@ class Supervisor:
             f"  Demo shop console: http://demo.{domain}:{port}/manage/ {logins['owner_email']} / {logins['owner_password']}",
             f"  API docs:          http://{domain}:{port}/api/docs/ and http://demo.{domain}:{port}/api/docs/",
             f"  Health:            http://{domain}:{port}/healthz",
+            f"  Sandbox payments:  {settings.KAMENG_SANDBOX_URL}/   (the test gateway's Pay / Fail pages)",
             f"  E-mails are written to {self.state_dir / 'mail'}",
             "Press Ctrl-C to stop everything.",
             "",

@@ -37,4 +37,22 @@ def demo_ensure(state_dir: Path) -> dict[str, str]:
         if owner is None:
             owner = Merchant.objects.create_user(logins["owner_email"], logins["owner_password"], name="Demo owner")
         shop_create(slug=DEMO_SLUG, name="Demo Card Shop", owner=owner, language="zh-hans", sample_catalog=True)
+    else:
+        _top_up_older_demo(Shop.objects.get(slug=DEMO_SLUG))
     return logins
+
+
+def _top_up_older_demo(shop) -> None:
+    """A demo shop made by an earlier version gets what newer ones start with."""
+    from django_tenants.utils import tenant_context
+
+    from platform_core.catalog.models import Product
+    from platform_core.catalog.seeding import seed_sample_catalog
+    from plugins.models import PluginConfig
+    from tenants.seeding import seed_payment_methods
+
+    with tenant_context(shop):
+        if not PluginConfig.objects.filter(slug="sandbox").exists():
+            seed_payment_methods(shop, sample_catalog=True)
+        if not Product.objects.exists():
+            seed_sample_catalog(shop, sample_catalog=True)

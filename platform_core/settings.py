@@ -93,7 +93,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- apps ----------------------------------------------------------------------------
 KAMENG_BUILTIN_PLUGINS = [
     "plugins.marketing.store_notice",
+    "plugins.payments.sandbox",
+    "plugins.payments.wallet",
 ]
+# the bundled sandbox payment gateway (docs/payments-sandbox.md); off in production: its Pay button moves no money
+KAMENG_SANDBOX_URL = os.environ.get("KAMENG_SANDBOX_URL", f"http://127.0.0.1:{os.environ.get('SANDBOX_PORT', '8001')}")
+KAMENG_SANDBOX_ENABLED = os.environ.get("KAMENG_SANDBOX_ENABLED", "0" if PRODUCTION else "1") == "1"
 KAMENG_PLUGINS_EXCLUDE = [p for p in os.environ.get("KAMENG_PLUGINS_EXCLUDE", "").split(",") if p]
 KAMENG_PLUGIN_APPS = discover_plugin_apps(KAMENG_BUILTIN_PLUGINS, exclude=KAMENG_PLUGINS_EXCLUDE)
 
@@ -384,6 +389,7 @@ LOGGING = {
 
 KAMENG_SHOP_SEEDERS = [
     "tenants.seeding.seed_welcome_notice",
+    "tenants.seeding.seed_payment_methods",
     "platform_core.catalog.seeding.seed_sample_catalog",
 ]
 GET_EXECUTOR_FUNCTION = "platform_core.migrating.get_smart_executor"

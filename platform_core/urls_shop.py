@@ -9,5 +9,6 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("manage/", shop_console.urls),
     path("api/", include("api.urls_shop")),
+    path("hooks/payments/", include("platform_core.payments.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
 ]

@@ -23,3 +23,21 @@ def seed_welcome_notice(shop, *, sample_catalog: bool) -> None:
     message = ("欢迎光临 {name}！这是一个演示店铺。" if shop.language == "zh-hans" else
                "Welcome to {name}! This is a sample shop.").format(name=shop.name)
     plugin_configure(shop=shop, slug="store-notice", data={"message": message, "style": "info"}, enable=True)
+
+
+def seed_payment_methods(shop, *, sample_catalog: bool) -> None:
+    """Sample shops take (test) payments at once: the bundled sandbox gateway and the
+    wallet, by slug; skipped where a plugin is not installed or not available."""
+    if not sample_catalog:
+        return
+    import secrets
+
+    from plugins.registry import installed_plugins
+    from plugins.services import plugin_configure
+
+    installed = installed_plugins()
+    wanted = {"sandbox": {"api_key": "sk_sandbox_" + secrets.token_hex(16)}, "wallet": {}}
+    for slug, data in wanted.items():
+        plugin_class = installed.get(slug)
+        if plugin_class is not None and not plugin_class.unavailable_reason(shop):
+            plugin_configure(shop=shop, slug=slug, data=data, enable=True)

@@ -12,6 +12,7 @@ class Payment(models.Model):
         SUCCEEDED = "succeeded"
         FAILED = "failed"
         CANCELLED = "cancelled"
+        DUPLICATE = "duplicate"  # money taken for an order already paid: refunded
 
     order = models.ForeignKey("orders.Order", on_delete=models.PROTECT, related_name="payments")
     provider = models.CharField(max_length=40)

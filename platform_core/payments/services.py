@@ -104,11 +104,15 @@ def _apply(provider: str, event: GatewayEvent) -> str:
             return "amount_mismatch"
         if payment.status == Payment.Status.SUCCEEDED:
             return "already_succeeded"
+        if event.external_id and payment.external_id and event.external_id != payment.external_id:
+            logger.error("payment %s: event names gateway payment %s, ours is %s", payment.pk, event.external_id,
+                         payment.external_id)
+            return "external_id_mismatch"
         if event.external_id and not payment.external_id:
             payment.external_id = event.external_id
         if order.payments.filter(status=Payment.Status.SUCCEEDED).exclude(pk=payment.pk).exists():
             # paid twice (two tabs, two methods): keep the first, give this one back
-            payment.status, payment.succeeded_at = Payment.Status.SUCCEEDED, timezone.now()
+            payment.status, payment.succeeded_at = Payment.Status.DUPLICATE, timezone.now()
             payment.save()
             transaction.on_commit(lambda: _refund_duplicate(payment.pk))
             return "duplicate_payment_refunded"
@@ -139,6 +143,7 @@ def _apply(provider: str, event: GatewayEvent) -> str:
 def _refund_duplicate(payment_id: int) -> None:
     payment = Payment.objects.get(pk=payment_id)
     with transaction.atomic():
+        Order.objects.select_for_update().get(pk=payment.order_id)
         payment_refund(payment=payment, amount=payment.amount - payment.refunded_amount,
                        reason="Paid twice: the second payment is returned.", actor="system")
 

@@ -1,0 +1,49 @@
+"""Gateway webhooks: ``POST /hooks/payments/<slug>/`` on the shop's host.
+
+Thin on purpose: the provider verifies and translates, ``record_event`` applies each
+event exactly once. A lock wait that runs out answers 503 so the gateway retries."""
+from __future__ import annotations
+
+import logging
+
+from django.db import OperationalError, connection, transaction
+from django.http import HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from platform_core.payments.services import payment_providers, record_event
+from plugins.payment import WebhookRejected
+
+logger = logging.getLogger(__name__)
+
+#: how long a webhook waits for a row another request holds before giving up with 503
+LOCK_TIMEOUT = "5s"
+
+
+def _text(message: str, status: int) -> HttpResponse:
+    return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+
+
+@csrf_exempt  # gateways cannot send a CSRF token; the provider verifies the signature instead
+@require_POST
+def payment_webhook(request, slug: str):
+    shop = getattr(connection, "tenant", None)
+    provider = next((p for p in payment_providers() if p.slug == slug), None)
+    if provider is None:  # unknown, or not enabled in this shop
+        return _text("No such payment method here.", 404)
+    try:
+        events = provider.handle_webhook(request)
+    except WebhookRejected as exc:
+        logger.warning("payment webhook rejected: shop=%s provider=%s status=%s reason=%s",
+                       getattr(shop, "schema_name", "?"), slug, exc.status, exc.message)
+        return _text(exc.message, exc.status)
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:  # for this transaction only
+                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [LOCK_TIMEOUT])
+            results = [record_event(provider=slug, event=event) for event in events]
+    except OperationalError as exc:
+        logger.warning("payment webhook deferred: shop=%s provider=%s: %s", getattr(shop, "schema_name", "?"),
+                       slug, type(exc).__name__)
+        return _text("Busy; send this event again later.", 503)
+    return provider.webhook_response(results)

@@ -1,0 +1,1 @@
+"""Wallet payments: signed-in customers pay from their shop wallet balance."""
