@@ -1,11 +1,37 @@
 from django.urls import path
 
+from api import commerce_views as commerce
 from api.shop_views import PluginDetailApi, PluginListApi, ShopDetailApi
+from api.payment_views import OrderPaymentStartApi
 from api.urls_common import schema_patterns
 
 urlpatterns = [
     path("v1/shop/", ShopDetailApi.as_view(), name="api-shop"),
     path("v1/plugins/", PluginListApi.as_view(), name="api-plugins"),
     path("v1/plugins/<slug:slug>/", PluginDetailApi.as_view(), name="api-plugin"),
+    # commerce: catalog, stock, orders, tickets, customers
+    path("v1/categories/", commerce.CategoryListApi.as_view(), name="api-categories"),
+    path("v1/categories/<int:pk>/", commerce.CategoryDetailApi.as_view(), name="api-category"),
+    path("v1/products/", commerce.ProductListApi.as_view(), name="api-products"),
+    path("v1/products/<int:pk>/", commerce.ProductDetailApi.as_view(), name="api-product"),
+    path("v1/products/<int:pk>/skus/", commerce.ProductSKUCreateApi.as_view(), name="api-product-skus"),
+    path("v1/skus/<int:pk>/", commerce.SKUDetailApi.as_view(), name="api-sku"),
+    path("v1/skus/<int:pk>/stock/", commerce.SKUStockApi.as_view(), name="api-sku-stock"),
+    path("v1/skus/<int:pk>/keys/import/", commerce.SKUKeysImportApi.as_view(), name="api-sku-keys-import"),
+    path("v1/orders/", commerce.OrderListApi.as_view(), name="api-orders"),
+    path("v1/orders/<str:number>/", commerce.OrderDetailApi.as_view(), name="api-order"),
+    path("v1/orders/<str:number>/keys/", commerce.OrderKeysApi.as_view(), name="api-order-keys"),
+    path("v1/orders/<str:number>/payments/", OrderPaymentStartApi.as_view(), name="api-order-payments"),
+    path("v1/orders/<str:number>/refunds/", commerce.OrderRefundApi.as_view(), name="api-order-refunds"),
+    path("v1/orders/<str:number>/cancel/", commerce.OrderCancelApi.as_view(), name="api-order-cancel"),
+    path("v1/orders/<str:number>/lines/<int:line_id>/deliver/", commerce.OrderLineDeliverApi.as_view(),
+         name="api-order-line-deliver"),
+    path("v1/tickets/", commerce.TicketListApi.as_view(), name="api-tickets"),
+    path("v1/tickets/<int:pk>/", commerce.TicketDetailApi.as_view(), name="api-ticket"),
+    path("v1/tickets/<int:pk>/replies/", commerce.TicketReplyApi.as_view(), name="api-ticket-replies"),
+    path("v1/tickets/<int:pk>/reissue/", commerce.TicketReissueApi.as_view(), name="api-ticket-reissue"),
+    path("v1/tickets/<int:pk>/close/", commerce.TicketCloseApi.as_view(), name="api-ticket-close"),
+    path("v1/customers/", commerce.CustomerListApi.as_view(), name="api-customers"),
+    path("v1/customers/<int:pk>/", commerce.CustomerDetailApi.as_view(), name="api-customer"),
     *schema_patterns("platform_core.urls_shop", "Kameng shop API"),
 ]

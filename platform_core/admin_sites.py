@@ -54,6 +54,7 @@ class ShopConsole(RateLimitedLoginMixin, UnfoldAdminSite):
         from django.urls import path
 
         from platform_core import console_views as views
+        from platform_core.inventory.views import inventory_console_urls
 
         extra = [
             path("handoff/", views.handoff_login, name="handoff"),
@@ -66,7 +67,7 @@ class ShopConsole(RateLimitedLoginMixin, UnfoldAdminSite):
             path("team/", self.admin_view(views.team_view), name="team"),
             path("api-token/", self.admin_view(views.api_token_view), name="api_token"),
             path("domains/<int:domain_id>/verify/", self.admin_view(views.domain_verify_view), name="domain_verify"),
-        ]
+        ] + inventory_console_urls(self.admin_view)
         return extra + super().get_urls()
 
 

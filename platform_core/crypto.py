@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -83,12 +84,21 @@ def create_data_key(shop) -> int:
         data_key = AESGCM.generate_key(bit_length=256)
         wrapped, key_id = wrap_data_key(shop.pk, version, data_key)
         ShopDataKey.objects.create(shop=shop, version=version, wrapped_key=wrapped, master_key_id=key_id)
+    _latest.pop(shop.pk, None)
     return version
+
+
+_latest: dict[int, tuple[int, float]] = {}
+LATEST_VERSION_SECONDS = 60  # a new data key version is picked up by every process within this
 
 
 def _data_key(shop_id: int, version: int | None) -> tuple[int, bytes]:
     from tenants.models import ShopDataKey
 
+    if version is None:
+        known = _latest.get(shop_id)
+        if known is not None and known[1] > time.monotonic():
+            version = known[0]
     if version is not None:
         cached = _cache.get((shop_id, version))
         if cached is not None:
@@ -100,6 +110,8 @@ def _data_key(shop_id: int, version: int | None) -> tuple[int, bytes]:
     key = unwrap_data_key(shop_id, row.version, row.wrapped_key, row.master_key_id)
     with _cache_lock:
         _cache[(shop_id, row.version)] = key
+        if version is None:
+            _latest[shop_id] = (row.version, time.monotonic() + LATEST_VERSION_SECONDS)
     return row.version, key
 
 
@@ -152,6 +164,7 @@ def rotate_master_key() -> int:
 def forget_cached_keys() -> None:
     with _cache_lock:
         _cache.clear()
+        _latest.clear()
 
 
 def derived_key(shop, purpose: str) -> bytes:

@@ -1,6 +1,7 @@
 """Money as integer minor units plus an ISO currency. No float ever touches money."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # minor units per currency (ISO 4217 exponent); CNY/USD/EUR have 2, JPY/KRW 0
@@ -55,8 +56,11 @@ def parse_major(text: str, currency: str) -> int:
     from decimal import Decimal, InvalidOperation
 
     exp = exponent(currency)
+    raw = str(text).strip()
+    if not re.fullmatch(r"[0-9]{1,15}(\.[0-9]+)?", raw):  # no signs, exponents, NaN or Infinity
+        raise ValueError(f"{text!r} is not an amount")
     try:
-        value = Decimal(str(text).strip())
+        value = Decimal(raw)
     except InvalidOperation:
         raise ValueError(f"{text!r} is not an amount") from None
     minor = value * (10 ** exp)

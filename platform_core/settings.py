@@ -324,6 +324,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "OrderStatusEnum": "platform_core.orders.models.Order.Status",
+        "TicketStatusEnum": "platform_core.orders.models.Ticket.Status",
+    },
 }
 
 def _nav(title, icon, link, permission=None):
@@ -372,6 +376,17 @@ UNFOLD_SHOP = {
                 _nav("Team", "group", "/manage/team/"),
                 _nav("API token", "key", "/manage/api-token/"),
                 _nav("Audit log", "history", "/manage/audit/auditevent/"),
+            ]},
+            {"title": "Catalog", "items": [
+                _nav("Products", "sell", "/manage/catalog/product/"),
+                _nav("Categories", "category", "/manage/catalog/category/"),
+                _nav("Stock", "inventory", "/manage/stock/"),
+            ]},
+            {"title": "Sales", "items": [
+                _nav("Orders", "receipt_long", "/manage/orders/order/"),
+                _nav("Tickets", "support_agent", "/manage/orders/ticket/"),
+                _nav("Customers", "person", "/manage/customers/customer/"),
+                _nav("Checkout rules", "tune", "/manage/orders/ordersettings/"),
             ]},
         ],
     },

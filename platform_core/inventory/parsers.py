@@ -161,7 +161,15 @@ def read_text(stream, *, separator: str | None = None, encoding: str) -> Iterato
     try:
         yield from read_text_lines(text, separator=separator)
     finally:
-        text.detach()  # the caller owns (and closes) the binary stream
+        _detach(text)
+
+
+def _detach(text: io.TextIOWrapper) -> None:
+    """Let go of the binary stream without closing it: the caller owns it."""
+    try:
+        text.detach()
+    except ValueError:  # the caller closed it already
+        pass
 
 
 # --- CSV -----------------------------------------------------------------------------
@@ -202,7 +210,7 @@ def read_csv(stream, *, encoding: str, pairs: bool = False, delimiter: str = ","
     try:
         yield from _read_rows(rows(), pairs=pairs)
     finally:
-        text.detach()
+        _detach(text)
 
 
 # --- XLSX ----------------------------------------------------------------------------

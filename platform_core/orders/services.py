@@ -19,6 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from platform_core.audit.services import audit_record
+from platform_core.money import format_minor
 from platform_core.catalog.models import SKU, Product, WholesalePrice
 from platform_core.inventory.models import CardKey, DeliveredKey
 from platform_core.inventory.stock import KeyCipher, adjust_counts
@@ -30,6 +31,8 @@ logger = logging.getLogger(__name__)
 MAX_LINES = 20
 MAX_QUANTITY = 1000
 PHONE_RE = re.compile(r"^\+?[0-9]{6,15}$")
+# SQL for a SKU's issue order (a fixed vocabulary, never user input)
+ISSUE_ORDER_SQL = {"oldest": "id", "newest": "id DESC", "random": "random()"}
 
 S = Order.Status
 ALLOWED = {
@@ -90,12 +93,16 @@ def _validate_contact(contact: str) -> tuple[str, str]:
 
 
 def _new_number() -> str:
-    return timezone.now().strftime("%y%m%d%H%M%S") + f"{secrets.randbelow(10**6):06d}"
+    # date for people, then 9 random digits: a collision needs ~30,000 orders in one second
+    number = timezone.now().strftime("%y%m%d%H%M%S") + f"{secrets.randbelow(10**9):09d}"
+    while Order.objects.filter(number=number).exists():
+        number = number[:12] + f"{secrets.randbelow(10**9):09d}"
+    return number
 
 
 def _reserve(line: OrderLine, sku: SKU, quantity: int, until) -> int:
     """Reserve up to ``quantity`` keys for ``line``; returns how many were reserved."""
-    order_by = {"oldest": "id", "newest": "id DESC", "random": "random()"}[sku.issue_order]
+    order_by = ISSUE_ORDER_SQL[sku.issue_order]
     with connection.cursor() as cursor:
         cursor.execute(
             f"""UPDATE inventory_cardkey SET status = 'reserved', order_line_id = %s, reserved_until = %s
@@ -293,7 +300,7 @@ def _sell_line(line: OrderLine) -> int:
         fresh: list[int] = []
         if len(from_reservation) < missing:  # reservation expired: take what is free now
             sku = line.sku
-            order_by = {"oldest": "id", "newest": "id DESC", "random": "random()"}[sku.issue_order]
+            order_by = ISSUE_ORDER_SQL[sku.issue_order]
             cursor.execute(
                 f"""UPDATE inventory_cardkey SET status = 'sold', sold_at = %s, order_line_id = %s
                     WHERE id IN (SELECT id FROM inventory_cardkey
@@ -471,7 +478,7 @@ def order_refund(*, order: Order, amount: int, reason: str, actor, ticket: Ticke
                    actor=actor_name, data={"amount": amount})
         if ticket is not None:
             TicketMessage.objects.create(ticket=ticket, from_staff=True, author=actor_name,
-                                         body=f"Refunded {amount / 100:.2f} {order.currency}. {reason}".strip())
+                                         body=f"Refunded {format_minor(amount, order.currency)}. {reason}".strip())
         audit_record(action="order.refunded", actor=actor if hasattr(actor, "pk") else None, target=order,
                      data={"amount": amount, "full": full, "reason": reason})
     return order
@@ -512,6 +519,8 @@ def ticket_reply(*, ticket: Ticket, body: str, actor=None, from_staff: bool) -> 
 def ticket_reissue_key(*, ticket: Ticket, delivered_key_id: int, actor) -> DeliveredKey:
     """Staff replace a bad key: the old one is voided, a fresh one delivered."""
     actor_name = getattr(actor, "email", str(actor))
+    if ticket.status == Ticket.Status.CLOSED:
+        raise OrderError("This ticket is closed.", code="closed", status=409)
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=ticket.order_id)
         old = (DeliveredKey.objects.select_for_update().select_related("card_key", "order_line")
@@ -519,11 +528,12 @@ def ticket_reissue_key(*, ticket: Ticket, delivered_key_id: int, actor) -> Deliv
         if old is None:
             raise OrderError("That key is not part of this order.", field="key", status=404)
         line = old.order_line
+        order_by = ISSUE_ORDER_SQL[line.sku.issue_order]
         with connection.cursor() as cursor:
             cursor.execute(
-                """UPDATE inventory_cardkey SET status = 'sold', sold_at = now(), order_line_id = %s
-                   WHERE id = (SELECT id FROM inventory_cardkey WHERE sku_id = %s AND status = 'available'
-                               AND NOT is_loop ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id""",
+                f"""UPDATE inventory_cardkey SET status = 'sold', sold_at = now(), order_line_id = %s
+                    WHERE id = (SELECT id FROM inventory_cardkey WHERE sku_id = %s AND status = 'available'
+                                AND NOT is_loop ORDER BY {order_by} LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id""",
                 [line.pk, line.sku_id],
             )
             row = cursor.fetchone()
@@ -551,8 +561,15 @@ def ticket_reissue_key(*, ticket: Ticket, delivered_key_id: int, actor) -> Deliv
 
 
 def ticket_close(*, ticket: Ticket, actor=None) -> Ticket:
-    ticket.status, ticket.closed_at = Ticket.Status.CLOSED, timezone.now()
-    ticket.save(update_fields=["status", "closed_at"])
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+        if ticket.status == Ticket.Status.CLOSED:
+            return ticket
+        ticket.status, ticket.closed_at = Ticket.Status.CLOSED, timezone.now()
+        ticket.save(update_fields=["status", "closed_at"])
+        actor_name = getattr(actor, "email", str(actor or ""))
+        _event(ticket.order, ticket.order.status, ticket.order.status, "ticket.closed", actor=actor_name,
+               data={"ticket": ticket.pk})
     return ticket
 
 

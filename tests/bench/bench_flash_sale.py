@@ -1,0 +1,182 @@
+"""flash_sale: buyers racing for keys through the HTTP API, paid and delivered.
+
+Each buyer: ``POST /api/v1/orders/`` (reserve), ``POST /api/v1/orders/<n>/payments/``
+(the shop asks the sandbox gateway for a payment), then the gateway's signed
+``payment.succeeded`` webhook to ``/hooks/payments/sandbox/`` (sent by the buyer's
+thread, as the gateway would after the Pay button). Buyers run in 4 client processes.
+
+1. race: 500 concurrent buyers for 100 keys -> flash_sale.sold, .duplicates, .orders_per_s
+2. sustained: 10,000 keys, 200 concurrent buyers buying until sold out
+   -> flash_sale.sustained_orders_per_s
+3. ceiling: the raw allocate statement (UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP
+   LOCKED LIMIT 1)) in a psycopg loop, 8 connections -> flash_sale.pgbench_tps
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+import threading
+import time
+
+from tests.bench._harness import child_env, devstack, emit, migrate_everything, progress, setup_django
+from tests.bench._shop import HOST_DOMAIN, add_plain_keys, create_shop, payment_succeeded_event, signed_webhook, web_server
+
+NAME = "flash_sale"
+CLIENT_PROCESSES = 4
+
+
+def _buyer_process(args):
+    """One client process running ``threads`` buyers; returns (paid, refused, errors)."""
+    base, token, sku_id, threads, per_buyer_loop, start_at = args
+    import requests
+
+    host = f"flash.{HOST_DOMAIN}"
+    counts = {"paid": 0, "refused": 0, "errors": 0}
+    lock = threading.Lock()
+
+    def buyer(n):
+        session = requests.Session()
+        headers = {"Host": host, "Authorization": f"Token {token}"}
+        while True:
+            order = session.post(f"{base}/api/v1/orders/", headers=headers, json={
+                "lines": [{"sku_id": sku_id, "quantity": 1}], "contact": f"b{os.getpid()}x{n}@example.com",
+                "query_password": "1234"})
+            if order.status_code == 409:
+                with lock:
+                    counts["refused"] += 1
+                return
+            if order.status_code != 201:
+                with lock:
+                    counts["errors"] += 1
+                return
+            number = order.json()["number"]
+            payment = session.post(f"{base}/api/v1/orders/{number}/payments/", headers=headers,
+                                   json={"provider": "sandbox"})
+            if payment.status_code != 201:
+                with lock:
+                    counts["errors"] += 1
+                return
+            info = payment.json()
+            body, hook_headers = signed_webhook(payment_succeeded_event(info["payment_id"], info["amount"],
+                                                                        info["currency"], 0))
+            hook = session.post(f"{base}/hooks/payments/sandbox/", data=body, headers={**hook_headers, "Host": host})
+            with lock:
+                counts["paid" if hook.status_code == 200 else "errors"] += 1
+            if not per_buyer_loop:
+                return
+
+    while time.time() < start_at:
+        time.sleep(0.005)
+    workers = [threading.Thread(target=buyer, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return counts["paid"], counts["refused"], counts["errors"]
+
+
+def _race(base, token, sku_id, buyers, loop) -> tuple[float, int, int, int]:
+    start_at = time.time() + 1.0
+    per_process = [buyers // CLIENT_PROCESSES + (1 if i < buyers % CLIENT_PROCESSES else 0)
+                   for i in range(CLIENT_PROCESSES)]
+    with multiprocessing.get_context("spawn").Pool(CLIENT_PROCESSES) as pool:
+        results = pool.map(_buyer_process, [(base, token, sku_id, n, loop, start_at) for n in per_process])
+    elapsed = time.time() - start_at
+    paid = sum(r[0] for r in results)
+    return elapsed, paid, sum(r[1] for r in results), sum(r[2] for r in results)
+
+
+def _invariants(sku_id) -> tuple[int, int]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM inventory_cardkey WHERE sku_id = %s AND status = 'sold'", [sku_id])
+        sold = cursor.fetchone()[0]
+        cursor.execute("""SELECT count(*) FROM (SELECT card_key_id FROM inventory_deliveredkey d
+                          JOIN inventory_cardkey k ON k.id = d.card_key_id WHERE k.sku_id = %s AND NOT d.is_loop
+                          GROUP BY card_key_id HAVING count(*) > 1) dup""", [sku_id])
+        duplicates = cursor.fetchone()[0]
+    return sold, duplicates
+
+
+def _raw_allocate_tps(schema: str, sku_id: int, seconds: float = 8.0, connections_count: int = 8) -> float:
+    import psycopg
+
+    url = os.environ["DATABASE_URL"].replace("postgres://", "postgresql://")
+    statement = (f'UPDATE "{schema}".inventory_cardkey SET status = \'sold\', sold_at = now() '
+                 f'WHERE id = (SELECT id FROM "{schema}".inventory_cardkey WHERE sku_id = %s AND status = \'available\' '
+                 f'AND NOT is_loop ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)')
+    done = [0] * connections_count
+    stop_at = time.time() + seconds
+
+    def loop(i):
+        with psycopg.connect(url, autocommit=True) as conn:
+            while time.time() < stop_at:
+                conn.execute(statement, [sku_id])
+                done[i] += 1
+
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(connections_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(done) / seconds
+
+
+def main() -> None:
+    with devstack():
+        setup_django()
+        migrate_everything()
+        from django_tenants.utils import tenant_context
+
+        from platform_core import devstack as ds
+        from platform_core.catalog.models import SKU, Product
+
+        shop, token = create_shop("flash")
+        with tenant_context(shop):
+            product = Product.objects.create(name="Flash sale card", max_quantity=10)
+            race_sku = SKU.objects.create(product=product, name="race", price=100)
+            add_plain_keys(race_sku.pk, 100, "RACE")
+            sustained_sku = SKU.objects.create(product=product, name="sustained", price=100)
+            add_plain_keys(sustained_sku.pk, int(os.environ.get("BENCH_SUSTAINED_KEYS", "10000")), "SUST")
+            raw_sku = SKU.objects.create(product=product, name="raw", price=100)
+            add_plain_keys(raw_sku.pk, 60000, "RAW")
+            progress("keys ready")
+        gateway = subprocess.Popen([sys.executable, "-m", "sandbox_gateway", "--port", str(gw_port := ds.free_port()),
+                                    "--db", os.path.join(os.environ["KAMENG_STATE_DIR"], "gateway.sqlite3")],
+                                   env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            with tenant_context(shop):
+                from plugins.services import plugin_configure
+
+                from tests.bench._shop import API_KEY
+
+                plugin_configure(shop=shop, slug="sandbox", data={"api_key": API_KEY,
+                                                                  "gateway_url": f"http://127.0.0.1:{gw_port}"})
+            time.sleep(1)
+            with web_server(ds.free_port(), workers=int(os.environ.get("BENCH_WEB_WORKERS", "6"))) as base:
+                elapsed, paid, refused, errors = _race(base, token, race_sku.pk, 500, loop=False)
+                with tenant_context(shop):
+                    sold, duplicates = _invariants(race_sku.pk)
+                progress(f"race: {paid} paid, {refused} refused, {errors} errors in {elapsed:.2f} s")
+                emit("flash_sale.sold", sold, "keys")
+                emit("flash_sale.duplicates", duplicates, "keys")
+                emit("flash_sale.orders_per_s", paid / elapsed, "orders/s")
+                emit("flash_sale.race_errors", errors, "requests")
+                elapsed, paid, refused, errors = _race(base, token, sustained_sku.pk, 200, loop=True)
+                with tenant_context(shop):
+                    sold, duplicates = _invariants(sustained_sku.pk)
+                progress(f"sustained: {paid} paid in {elapsed:.2f} s, {errors} errors, {duplicates} duplicates")
+                emit("flash_sale.sustained_orders_per_s", paid / elapsed, "orders/s")
+                emit("flash_sale.sustained_sold", sold, "keys")
+                emit("flash_sale.sustained_duplicates", duplicates, "keys")
+        finally:
+            gateway.terminate()
+            gateway.wait(timeout=10)
+        emit("flash_sale.pgbench_tps", _raw_allocate_tps(shop.schema_name, raw_sku.pk), "tps")
+
+
+if __name__ == "__main__":
+    main()
