@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import os
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
@@ -27,6 +29,23 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 
 
 _opener = urllib.request.build_opener(_NoRedirects)
+
+
+def loopback_domains() -> tuple[str, ...]:
+    raw = os.environ.get("SANDBOX_LOOPBACK_DOMAINS", "localhost")
+    return tuple(d.strip().lower().lstrip(".") for d in raw.split(",") if d.strip())
+
+
+def loopback_target(url: str) -> tuple[str, str]:
+    """Shops of a local platform live on ``<slug>.localhost``, which browsers resolve to
+    this machine but the system resolver may not (RFC 6761 allows either). For those
+    names, connect to 127.0.0.1 and send the original host in the Host header."""
+    parts = urllib.parse.urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if not any(host == d or host.endswith("." + d) for d in loopback_domains()):
+        return url, ""
+    netloc = "127.0.0.1" + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), parts.netloc
 
 
 @dataclass
@@ -52,11 +71,15 @@ class Deliverer:
             return Delivery(False, error="no such event")
         merchant = self.store.merchant(event["merchant_id"])
         body = event["body"].encode()
-        request = urllib.request.Request(event["notify_url"], data=body, method="POST", headers={
+        url, host_header = loopback_target(event["notify_url"])
+        headers = {
             "Content-Type": "application/json",
             "User-Agent": "KamengSandboxGateway/1.0",
             HEADER: signature_header(merchant["webhook_secret"], self.store.now(), body),
-        })
+        }
+        if host_header:
+            headers["Host"] = host_header
+        request = urllib.request.Request(url, data=body, method="POST", headers=headers)
         try:
             with _opener.open(request, timeout=self.timeout) as response:
                 result = Delivery(200 <= response.status < 300, response.status)

@@ -25,14 +25,26 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 
 
 @pytest.fixture(scope="session")
-def web_server(django_db_setup, django_db_blocker):
+def sandbox_gateway():
+    """The bundled sandbox payment gateway on a thread; its webhooks reach *.kameng.test
+    shops on this machine."""
+    from sandbox_gateway.server import serve_in_thread
+
+    os.environ["SANDBOX_LOOPBACK_DOMAINS"] = f"{settings.PLATFORM_DOMAIN},localhost"
+    server, base_url = serve_in_thread()
+    yield base_url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def web_server(django_db_setup, django_db_blocker, sandbox_gateway):
     """gunicorn (sync workers, as in production) on the test database."""
     port = devstack.free_port()
     db = settings.DATABASES["default"]
     env = {**os.environ, "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
            "REDIS_URL": settings.REDIS_URL, "PORT": str(port), "KAMENG_BIND": f"127.0.0.1:{port}",
            "WEB_CONCURRENCY": "2", "DJANGO_SETTINGS_MODULE": "platform_core.settings_test",
-           "KAMENG_TEST_OWNS_DEVSTACK": "0"}
+           "KAMENG_TEST_OWNS_DEVSTACK": "0", "KAMENG_SANDBOX_URL": sandbox_gateway}
     process = subprocess.Popen([sys.executable, "-m", "platform_core.cli", "web"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
