@@ -18,7 +18,7 @@ import time
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from platform_core.crypto_keys import _b64, _unb64, parse_master_key
 
@@ -110,7 +110,8 @@ def _data_key(shop_id: int, version: int | None) -> tuple[int, bytes]:
     key = unwrap_data_key(shop_id, row.version, row.wrapped_key, row.master_key_id)
     with _cache_lock:
         _cache[(shop_id, row.version)] = key
-        if version is None:
+        if version is None and not connection.in_atomic_block:
+            # inside a transaction the newest key may still roll back: do not remember it
             _latest[shop_id] = (row.version, time.monotonic() + LATEST_VERSION_SECONDS)
     return row.version, key
 
