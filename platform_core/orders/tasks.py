@@ -17,9 +17,10 @@ def send_order_email(order_id: int) -> None:
     if order is None or not order.contact_email or order.kind != Order.Kind.PURCHASE:
         return
     shop = connection.tenant
-    with translation.override(order.language or getattr(shop, "language", "en")):
+    language = order.language or getattr(shop, "language", "en")
+    with translation.override(language):
         context = {"order": order, "shop": shop, "items": order_delivered_items(order),
-                   "order_url": _order_url(shop, order)}
+                   "order_url": _order_url(shop, order), "LANGUAGE_CODE": language}
         send_mail(subject=f"{shop.name}: order {order.number}",
                   message=render_to_string("orders/email/delivered.txt", context),
                   from_email=None, recipient_list=[order.contact_email])

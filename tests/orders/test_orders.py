@@ -252,3 +252,16 @@ def test_abandoned_wallet_topups_expire_and_do_not_block_purchases(shop):
     sku = make_product(keys=1)
     assert services.order_place(lines=[LineRequest(sku.pk, 1)], contact="t@example.com", customer=customer)
     assert services.orders_expire_due(now=timezone.now() + timedelta(minutes=16)) == 5
+
+
+@pytest.mark.parametrize("language, greeting", [("zh-hans", "已发货"), ("en", "is delivered")])
+def test_delivery_email_carries_the_keys_in_the_buyers_language(shop, mailoutbox, django_capture_on_commit_callbacks,
+                                                                language, greeting):
+    sku = make_product(keys=2)
+    order = place(sku, 2, language=language)
+    with django_capture_on_commit_callbacks(execute=True):
+        pay(order)
+    assert len(mailoutbox) == 1 and mailoutbox[0].to == ["buyer@example.com"]
+    body = mailoutbox[0].body
+    assert greeting in body and body.count(f"KEY-{sku.pk}-") == 2
+    assert f"/order/{order.number}/?t={order.access_token}" in body
