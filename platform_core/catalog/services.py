@@ -232,16 +232,24 @@ def category_create(*, name: str, parent: Category | None = None, sort_order: in
     return category
 
 
-def category_update(*, category: Category, changes: dict, actor=None, request=None) -> Category:
+def _update_locked(instance, clean_changes, action: str, *, actor, request, audit_data=None):
+    """Lock the row, apply the cleaned changes, save them and audit — the shape every
+    catalog update shares. ``clean_changes(locked)`` validates against the locked row."""
     with transaction.atomic():
-        category = Category.objects.select_for_update().get(pk=category.pk)
-        clean = _clean_category(changes, category)
+        locked = type(instance).objects.select_for_update().get(pk=instance.pk)
+        clean = clean_changes(locked)
+        before = {name: getattr(locked, name) for name in clean}
         for name, value in clean.items():
-            setattr(category, name, value)
-        category.save(update_fields=list(clean) or None)
-        audit_record(action="catalog.category_updated", actor=actor, target=category, request=request,
-                     data=_changes_for_audit(clean))
-    return category
+            setattr(locked, name, value)
+        locked.save(update_fields=list(clean) or None)
+        audit_record(action=action, actor=actor, target=locked, request=request,
+                     data=audit_data(locked, clean, before) if audit_data else _changes_for_audit(clean))
+    return locked
+
+
+def category_update(*, category: Category, changes: dict, actor=None, request=None) -> Category:
+    return _update_locked(category, lambda locked: _clean_category(changes, locked), "catalog.category_updated",
+                          actor=actor, request=request)
 
 
 def category_delete(*, category: Category, actor=None, request=None) -> None:
@@ -286,15 +294,8 @@ def product_create(*, name: str, type: str = Product.Type.CARD_KEY, actor=None, 
 
 
 def product_update(*, product: Product, changes: dict, actor=None, request=None) -> Product:
-    with transaction.atomic():
-        product = Product.objects.select_for_update().get(pk=product.pk)
-        clean = _clean_product(changes, product)
-        for name, value in clean.items():
-            setattr(product, name, value)
-        product.save(update_fields=list(clean) or None)
-        audit_record(action="catalog.product_updated", actor=actor, target=product, request=request,
-                     data=_changes_for_audit(clean))
-    return product
+    return _update_locked(product, lambda locked: _clean_product(changes, locked), "catalog.product_updated",
+                          actor=actor, request=request)
 
 
 # --- SKUs and wholesale prices -------------------------------------------------------
@@ -311,17 +312,11 @@ def sku_create(*, product: Product, price: int, name: str = "", is_active: bool 
 
 
 def sku_update(*, sku: SKU, changes: dict, actor=None, request=None) -> SKU:
-    with transaction.atomic():
-        sku = SKU.objects.select_for_update().get(pk=sku.pk)
-        clean = _clean_sku(changes)
-        before = {name: getattr(sku, name) for name in clean}
-        for name, value in clean.items():
-            setattr(sku, name, value)
-        sku.save(update_fields=list(clean) or None)
-        audit_record(action="catalog.sku_updated", actor=actor, target=sku, request=request,
-                     data={"product_id": sku.product_id, "changes": clean,
-                           "before": {k: v for k, v in before.items() if v != clean[k]}})
-    return sku
+    return _update_locked(
+        sku, lambda locked: _clean_sku(changes), "catalog.sku_updated", actor=actor, request=request,
+        audit_data=lambda locked, clean, before: {
+            "product_id": locked.product_id, "changes": clean,
+            "before": {k: v for k, v in before.items() if v != clean[k]}})
 
 
 def _clean_tiers(sku: SKU, tiers) -> list[tuple[int, int]]:
