@@ -26,6 +26,7 @@ class PaymentStartOutput(serializers.Serializer):
     action = serializers.CharField(help_text="redirect | qr | instant")
     url = serializers.CharField(allow_blank=True)
     qr_text = serializers.CharField(allow_blank=True)
+    external_id = serializers.CharField(allow_blank=True, help_text="The gateway's id of this payment.")
 
 
 class OrderPaymentStartApi(APIView):
@@ -55,4 +56,5 @@ class OrderPaymentStartApi(APIView):
         return Response(PaymentStartOutput({
             "payment_id": payment.pk, "provider": payment.provider, "amount": payment.amount,
             "currency": payment.currency, "action": action.kind, "url": action.url, "qr_text": action.qr_text,
+            "external_id": payment.external_id or "",
         }).data, status=status.HTTP_201_CREATED)

@@ -70,9 +70,10 @@ def signed_webhook(event: dict) -> tuple[bytes, dict[str, str]]:
     return body, {SIGNATURE_HEADER: f"t={timestamp},v1={signature}", "Content-Type": "application/json"}
 
 
-def payment_succeeded_event(payment_id: int, amount: int, currency: str, n: int) -> dict:
+def payment_succeeded_event(payment_id: int, amount: int, currency: str, n: int, external_id: str = "") -> dict:
     return {"id": f"evt_bench{payment_id}x{n}", "type": "payment.succeeded", "created": int(time.time()),
-            "data": {"object": {"id": f"pay_bench{payment_id}", "object": "payment", "status": "succeeded",
+            "data": {"object": {"id": external_id or f"pay_bench{payment_id}", "object": "payment",
+                                "status": "succeeded",
                                 "amount": amount, "currency": currency, "reference": str(payment_id)}}}
 
 

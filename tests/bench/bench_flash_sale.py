@@ -60,9 +60,9 @@ def _buyer_process(args):
                 return
             info = payment.json()
             body, hook_headers = signed_webhook(payment_succeeded_event(info["payment_id"], info["amount"],
-                                                                        info["currency"], 0))
+                                                                        info["currency"], 0, info["external_id"]))
             hook = session.post(f"{base}/hooks/payments/sandbox/", data=body, headers={**hook_headers, "Host": host})
-            with lock:
+            with lock:  # counted as paid only after the shop confirmed the delivery
                 counts["paid" if hook.status_code == 200 else "errors"] += 1
             if not per_buyer_loop:
                 return
@@ -101,11 +101,12 @@ def _invariants(sku_id) -> tuple[int, int]:
     return sold, duplicates
 
 
-def _raw_allocate_tps(schema: str, sku_id: int, seconds: float = 8.0, connections_count: int = 8) -> float:
+def _raw_allocate_tps(schema: str, sku_id: int, line_id: int, seconds: float = 8.0,
+                      connections_count: int = 8) -> float:
     import psycopg
 
     url = os.environ["DATABASE_URL"].replace("postgres://", "postgresql://")
-    statement = (f'UPDATE "{schema}".inventory_cardkey SET status = \'sold\', sold_at = now() '
+    statement = (f'UPDATE "{schema}".inventory_cardkey SET status = \'sold\', sold_at = now(), order_line_id = %s '
                  f'WHERE id = (SELECT id FROM "{schema}".inventory_cardkey WHERE sku_id = %s AND status = \'available\' '
                  f'AND NOT is_loop ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)')
     done = [0] * connections_count
@@ -114,7 +115,7 @@ def _raw_allocate_tps(schema: str, sku_id: int, seconds: float = 8.0, connection
     def loop(i):
         with psycopg.connect(url, autocommit=True) as conn:
             while time.time() < stop_at:
-                conn.execute(statement, [sku_id])
+                conn.execute(statement, [line_id, sku_id])
                 done[i] += 1
 
     threads = [threading.Thread(target=loop, args=(i,)) for i in range(connections_count)]
@@ -175,7 +176,11 @@ def main() -> None:
         finally:
             gateway.terminate()
             gateway.wait(timeout=10)
-        emit("flash_sale.pgbench_tps", _raw_allocate_tps(shop.schema_name, raw_sku.pk), "tps")
+        with tenant_context(shop):
+            from platform_core.orders.models import OrderLine
+
+            line_id = OrderLine.objects.values_list("id", flat=True).first()
+        emit("flash_sale.pgbench_tps", _raw_allocate_tps(shop.schema_name, raw_sku.pk, line_id), "tps")
 
 
 if __name__ == "__main__":
