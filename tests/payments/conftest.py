@@ -7,7 +7,6 @@ import secrets
 import time
 
 import pytest
-from django.test import override_settings
 from django_tenants.utils import tenant_context
 
 from sandbox_gateway import serve_in_thread, signature_header, webhook_secret_for
@@ -16,7 +15,6 @@ from tests.payments.bridge import ShopBridge
 
 PAYMENT_PLUGINS = ("sandbox", "wallet")
 WEBHOOK_PATH = "/hooks/payments/sandbox/"
-TEST_URLCONF = "tests.payments.urls"
 
 
 def new_api_key() -> str:
@@ -31,13 +29,6 @@ def _payment_plugins_installed():
     if missing:
         pytest.fail(f"payment plugins {missing} are not installed: add 'plugins.payments.sandbox' and "
                     f"'plugins.payments.wallet' to KAMENG_BUILTIN_PLUGINS in platform_core/settings.py")
-
-
-@pytest.fixture(autouse=True)
-def _webhook_urls():
-    """The shop URLconf with /hooks/payments/ (identical to the wired urls_shop.py)."""
-    with override_settings(ROOT_URLCONF=TEST_URLCONF):
-        yield
 
 
 @pytest.fixture
