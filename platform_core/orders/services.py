@@ -140,13 +140,6 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
         raise OrderError("Choose a query password of at least 4 characters to look the order up later.",
                          field="query_password")
     rules = OrderSettings.current()
-    open_orders = Order.objects.filter(status=S.PENDING_PAYMENT, kind=Order.Kind.PURCHASE)
-    if open_orders.filter(contact=contact_value).count() >= rules.max_open_orders_per_contact:
-        raise OrderError("You have too many unpaid orders. Pay or cancel one first.", field="contact",
-                         code="too_many_open_orders", status=429)
-    if ip and open_orders.filter(ip=ip).count() >= rules.max_open_orders_per_ip:
-        raise OrderError("Too many unpaid orders from your network. Pay or cancel one first.",
-                         code="too_many_open_orders", status=429)
 
     resolved = []
     for request in lines:
@@ -172,6 +165,7 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
     now = timezone.now()
     until = now + timedelta(minutes=rules.reservation_minutes)
     with transaction.atomic():
+        _check_open_order_limits(rules, contact_value, ip)
         subtotal = 0
         priced = []
         for sku, quantity, account in resolved:
@@ -206,6 +200,23 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
         if order.total == 0:  # free items need no payment: deliver at once
             order_mark_paid(order=order, payment=None, actor="system")
     return order
+
+
+def _check_open_order_limits(rules: OrderSettings, contact: str, ip: str | None) -> None:
+    """At most N unpaid orders per contact and per network, so nobody holds the stock
+    hostage. Transaction-scoped advisory locks make the count and the insert atomic
+    for one contact / network (two parallel checkouts cannot both slip under it)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"open-orders:contact:{contact}"])
+        if ip:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"open-orders:ip:{ip}"])
+    open_orders = Order.objects.filter(status=S.PENDING_PAYMENT, kind=Order.Kind.PURCHASE)
+    if open_orders.filter(contact=contact).count() >= rules.max_open_orders_per_contact:
+        raise OrderError("You have too many unpaid orders. Pay or cancel one first.", field="contact",
+                         code="too_many_open_orders", status=429)
+    if ip and open_orders.filter(ip=ip).count() >= rules.max_open_orders_per_ip:
+        raise OrderError("Too many unpaid orders from your network. Pay or cancel one first.",
+                         code="too_many_open_orders", status=429)
 
 
 def wallet_topup_order(*, customer, amount: int, ip: str | None = None, language: str = "zh-hans") -> Order:

@@ -107,3 +107,18 @@ def test_a_webhook_delivered_100_times_in_parallel_delivers_once(committed_alpha
     assert DeliveredKey.objects.filter(order_line__order=order).count() == 2
     assert OrderEvent.objects.filter(order=order, kind="order.paid").count() == 1
     assert Payment.objects.get(pk=payment.pk).status == "succeeded"
+
+
+def test_parallel_checkouts_of_one_contact_respect_the_open_order_limit(committed_alpha):
+    sku = make_product(keys=30)
+
+    def checkout(n):
+        return services.order_place(lines=[LineRequest(sku.pk, 1)], contact="greedy@example.com",
+                                    query_password="1234").pk
+
+    results = run_in_threads(10, checkout)
+    placed = [r for r in results if isinstance(r, int)]
+    assert len(placed) == 3, results  # the default limit, not a few more
+    assert all(isinstance(r, OrderError) and r.code == "too_many_open_orders" for r in results if r not in placed)
+    sku.refresh_from_db()
+    assert sku.reserved_count == 3
