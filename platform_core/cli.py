@@ -144,8 +144,6 @@ class Supervisor:
             self.say(f"port {sandbox_port} (sandbox payment gateway) is already in use. "
                      "Stop what uses it, or run with SANDBOX_PORT=<another port>.")
             return 1
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
         try:
             self.say("starting embedded PostgreSQL and Redis…" if self.owns_devstack else "using DATABASE_URL/REDIS_URL")
             try:
@@ -159,6 +157,10 @@ class Supervisor:
             from django.db import connections
 
             connections.close_all()
+            # from here on Ctrl-C / SIGTERM stop the children gracefully (set after the
+            # migration step, whose forked workers must keep the default handlers)
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
             for kind in ("web", "worker", "beat", "sandbox"):
                 program, args = _process_command(kind)
                 self.children[kind] = subprocess.Popen(args, env=os.environ.copy(), cwd=ROOT)

@@ -57,6 +57,15 @@ def stale_schemas(schemas: list[str]) -> list[str]:
     return [name for name in schemas if not wanted <= applied[name]]
 
 
+def _default_signals() -> None:
+    """Workers must not inherit a parent's handlers (``kameng up`` traps SIGTERM to
+    stop its children gracefully; a worker that ignores SIGTERM never terminates)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _migrate_one(args, options, codename, schema_name):
     run_migrations(args, {**options, "verbosity": 0}, codename, schema_name, allow_atomic=False)
     return schema_name
@@ -94,24 +103,36 @@ class SmartExecutor(MigrationExecutor):
         from tqdm import tqdm
 
         processes = max(1, int(getattr(settings, "TENANT_MULTIPROCESSING_MAX_PROCESSES", 2)))
-        bar = tqdm(total=len(schemas), unit="shop", desc="migrating", disable=not progress, file=sys.stderr)
         # output streams cannot cross into forked workers (and workers stay quiet anyway)
         options = {k: v for k, v in self.options.items() if k not in ("stdout", "stderr")}
         job = functools.partial(_migrate_one, self.args, options, self.codename)
-        try:
-            if processes == 1 or len(schemas) == 1:
+
+        def progress_bar():
+            # no monitor thread: a thread alive at fork time can leave a child deadlocked
+            tqdm.monitor_interval = 0
+            return tqdm(total=len(schemas), unit="shop", desc="migrating", disable=not progress, file=sys.stderr)
+
+        if processes == 1 or len(schemas) == 1:
+            with progress_bar() as bar:
                 for name in schemas:
                     job(name)
                     bar.update()
-                connection.set_schema_to_public()
-                return
-            connections.close_all()  # forked children must not share our socket
-            context = multiprocessing.get_context("fork")
-            with context.Pool(processes=processes) as pool:
+            connection.set_schema_to_public()
+            return
+        connections.close_all()  # forked children must not share our socket
+        context = multiprocessing.get_context("fork")
+        # fork the workers before anything else can start a thread in this process
+        pool = context.Pool(processes=processes, initializer=_default_signals)
+        try:
+            with progress_bar() as bar:
                 for _ in pool.imap_unordered(job, schemas):
                     bar.update()
+            pool.close()  # all done: let the workers finish instead of terminating them
+        except BaseException:
+            pool.terminate()
+            raise
         finally:
-            bar.close()
+            pool.join()
 
 
 def get_smart_executor(codename=None):

@@ -34,3 +34,39 @@ def test_explicit_targets_use_the_standard_executor(db, monkeypatch):
     monkeypatch.setattr(migrating.SmartExecutor, "_run_parallel", lambda self, schemas, progress: seen.append(schemas))
     call_command("migrate_schemas", "plugins", tenant=True, interactive=False, verbosity=0, schema_name="shop_alpha")
     assert seen == []  # went through django-tenants' standard path, which applied nothing
+
+
+PARALLEL_SCRIPT = """
+import signal, django
+django.setup()
+from platform_core import migrating
+signal.signal(signal.SIGTERM, lambda *args: None)  # as kameng up's supervisor does
+def fake_migrate_one(args, options, codename, schema):
+    return schema
+fake_migrate_one.__module__, fake_migrate_one.__qualname__ = "platform_core.migrating", "_migrate_one"
+migrating._migrate_one = fake_migrate_one  # found by name when the job is pickled for a worker
+migrating.SmartExecutor([], {"verbosity": 0})._run_parallel([f"s{n}" for n in range(6)], progress=False)
+print("finished")
+"""
+
+
+def test_parallel_migration_finishes_when_the_parent_traps_sigterm():
+    """The parallel path (forked workers, progress bar) completes under a parent that
+    traps SIGTERM, as `kameng up` does while it migrates."""
+    import os
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "platform_core.settings_test", "KAMENG_TEST_OWNS_DEVSTACK": "0",
+           "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+           "REDIS_URL": settings.REDIS_URL}
+    try:
+        result = subprocess.run([sys.executable, "-c", PARALLEL_SCRIPT], env=env, capture_output=True, text=True,
+                                timeout=60)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("the parallel migration pool never finished") from None
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "finished" in result.stdout
