@@ -265,3 +265,24 @@ def test_delivery_email_carries_the_keys_in_the_buyers_language(shop, mailoutbox
     body = mailoutbox[0].body
     assert greeting in body and body.count(f"KEY-{sku.pk}-") == 2
     assert f"/order/{order.number}/?t={order.access_token}" in body
+
+
+def test_importing_keys_delivers_orders_waiting_for_stock(shop, mailoutbox, django_capture_on_commit_callbacks):
+    from platform_core.inventory.services import keys_import
+
+    sku = make_product(keys=1)
+    late = place(sku, 1)
+    services.orders_expire_due(now=timezone.now() + timedelta(minutes=16))  # its reservation runs out
+    pay(place(sku, 1, contact="quick@example.com"))  # someone else takes the last key
+    pay(late)  # the late payment arrives
+    late.refresh_from_db()
+    assert late.status == "awaiting_stock"
+    with django_capture_on_commit_callbacks(execute=True):
+        batch = keys_import(shop=shop, sku=sku, source="paste", lines=["RESTOCK-1", "RESTOCK-2"])
+    assert batch.imported == 2
+    late.refresh_from_db()
+    assert late.status == "delivered"
+    assert [i.secret for i in services.order_delivered_items(late)] == ["RESTOCK-1"]
+    assert any(m.to == ["buyer@example.com"] and "RESTOCK-1" in m.body for m in mailoutbox)  # the key by e-mail
+    sku.refresh_from_db()
+    assert (sku.available_count, sku.sold_count) == (1, 2)
