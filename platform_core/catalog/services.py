@@ -90,11 +90,15 @@ def _flag(value, field: str) -> bool:
     return value
 
 
+def _refuse_unknown_fields(values: dict, allowed, kind: str) -> None:
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise CatalogError(f"Unknown {kind} field {unknown[0]!r}.", field=unknown[0])
+
+
 def _clean_product(values: dict, current: Product | None = None) -> dict:
     """Validated product fields (only those present in ``values``)."""
-    unknown = set(values) - set(PRODUCT_FIELDS)
-    if unknown:
-        raise CatalogError(f"Unknown product field {sorted(unknown)[0]!r}.", field=sorted(unknown)[0])
+    _refuse_unknown_fields(values, PRODUCT_FIELDS, "product")
     clean = {}
     for name, value in values.items():
         if name == "name":
@@ -147,9 +151,7 @@ def check_product(values: dict, current: Product | None = None) -> dict:
 
 
 def _clean_sku(values: dict) -> dict:
-    unknown = set(values) - set(SKU_FIELDS)
-    if unknown:
-        raise CatalogError(f"Unknown SKU field {sorted(unknown)[0]!r}.", field=sorted(unknown)[0])
+    _refuse_unknown_fields(values, SKU_FIELDS, "SKU")
     clean = {}
     for name, value in values.items():
         if name == "name":
@@ -199,9 +201,7 @@ def _check_parent(parent: Category | None, category: Category | None = None) -> 
 
 
 def _clean_category(values: dict, category: Category | None = None) -> dict:
-    unknown = set(values) - set(CATEGORY_FIELDS)
-    if unknown:
-        raise CatalogError(f"Unknown category field {sorted(unknown)[0]!r}.", field=sorted(unknown)[0])
+    _refuse_unknown_fields(values, CATEGORY_FIELDS, "category")
     clean = {}
     for name, value in values.items():
         if name == "name":
