@@ -100,18 +100,27 @@ def _new_number() -> str:
     return number
 
 
-def _reserve(line: OrderLine, sku: SKU, quantity: int, until) -> int:
-    """Reserve up to ``quantity`` keys for ``line``; returns how many were reserved."""
-    order_by = ISSUE_ORDER_SQL[sku.issue_order]
+def _claim_free_keys(sku: SKU, quantity: int, assignments: str, params: list) -> list[int]:
+    """Update up to ``quantity`` free keys of ``sku`` in its issue order with ``assignments``
+    and return their ids. The pick is a MATERIALIZED CTE so it runs exactly once: a
+    rescanned ``id IN (SELECT … FOR UPDATE SKIP LOCKED)`` (nested-loop plans) skips the rows
+    the same statement just updated and would hand the whole stock to one order."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""UPDATE inventory_cardkey SET status = 'reserved', order_line_id = %s, reserved_until = %s
-                WHERE id IN (SELECT id FROM inventory_cardkey
-                             WHERE sku_id = %s AND status = 'available' AND NOT is_loop
-                             ORDER BY {order_by} LIMIT %s FOR UPDATE SKIP LOCKED)""",
-            [line.pk, until, sku.pk, quantity],
+            f"""WITH picked AS MATERIALIZED (
+                    SELECT id FROM inventory_cardkey WHERE sku_id = %s AND status = 'available' AND NOT is_loop
+                    ORDER BY {ISSUE_ORDER_SQL[sku.issue_order]} LIMIT %s FOR UPDATE SKIP LOCKED)
+                UPDATE inventory_cardkey SET {assignments} FROM picked
+                WHERE inventory_cardkey.id = picked.id RETURNING inventory_cardkey.id""",
+            [sku.pk, quantity, *params],
         )
-        reserved = cursor.rowcount
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _reserve(line: OrderLine, sku: SKU, quantity: int, until) -> int:
+    """Reserve up to ``quantity`` keys for ``line``; returns how many were reserved."""
+    reserved = len(_claim_free_keys(sku, quantity, "status = 'reserved', order_line_id = %s, reserved_until = %s",
+                                    [line.pk, until]))
     if reserved:
         adjust_counts(sku.pk, available=-reserved, reserved=reserved)
     return reserved
@@ -310,16 +319,8 @@ def _sell_line(line: OrderLine) -> int:
         from_reservation = [row[0] for row in cursor.fetchall()][:missing]
         fresh: list[int] = []
         if len(from_reservation) < missing:  # reservation expired: take what is free now
-            sku = line.sku
-            order_by = ISSUE_ORDER_SQL[sku.issue_order]
-            cursor.execute(
-                f"""UPDATE inventory_cardkey SET status = 'sold', sold_at = %s, order_line_id = %s
-                    WHERE id IN (SELECT id FROM inventory_cardkey
-                                 WHERE sku_id = %s AND status = 'available' AND NOT is_loop
-                                 ORDER BY {order_by} LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id""",
-                [now, line.pk, line.sku_id, missing - len(from_reservation)],
-            )
-            fresh = [row[0] for row in cursor.fetchall()]
+            fresh = _claim_free_keys(line.sku, missing - len(from_reservation),
+                                     "status = 'sold', sold_at = %s, order_line_id = %s", [now, line.pk])
     sold = from_reservation + fresh
     DeliveredKey.objects.bulk_create([DeliveredKey(order_line=line, card_key_id=key_id) for key_id in sold])
     adjust_counts(line.sku_id, reserved=-len(from_reservation), available=-len(fresh), sold=len(sold))
@@ -539,19 +540,11 @@ def ticket_reissue_key(*, ticket: Ticket, delivered_key_id: int, actor) -> Deliv
         if old is None:
             raise OrderError("That key is not part of this order.", field="key", status=404)
         line = old.order_line
-        order_by = ISSUE_ORDER_SQL[line.sku.issue_order]
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"""UPDATE inventory_cardkey SET status = 'sold', sold_at = now(), order_line_id = %s
-                    WHERE id = (SELECT id FROM inventory_cardkey WHERE sku_id = %s AND status = 'available'
-                                AND NOT is_loop ORDER BY {order_by} LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id""",
-                [line.pk, line.sku_id],
-            )
-            row = cursor.fetchone()
-        if row is None:
+        claimed = _claim_free_keys(line.sku, 1, "status = 'sold', sold_at = now(), order_line_id = %s", [line.pk])
+        if not claimed:
             raise OrderError("No replacement key in stock; import keys or refund instead.", code="out_of_stock",
                              status=409)
-        replacement = DeliveredKey.objects.create(order_line=line, card_key_id=row[0])
+        replacement = DeliveredKey.objects.create(order_line=line, card_key_id=claimed[0])
         old.replaced_by = replacement
         old.save(update_fields=["replaced_by"])
         if old.is_loop:
