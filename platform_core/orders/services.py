@@ -557,7 +557,7 @@ def ticket_reissue_key(*, ticket: Ticket, delivered_key_id: int, actor) -> Deliv
         ticket.status = Ticket.Status.ANSWERED
         ticket.save(update_fields=["status"])
         _event(order, order.status, order.status, "key.reissued", actor=actor_name,
-               data={"old": old.card_key_id, "new": row[0], "ticket": ticket.pk})
+               data={"old": old.card_key_id, "new": claimed[0], "ticket": ticket.pk})
         audit_record(action="order.key_reissued", actor=actor if hasattr(actor, "pk") else None, target=order,
                      data={"ticket": ticket.pk})
     transaction.on_commit(lambda: _after_delivery(order.pk, {line.sku_id}))
