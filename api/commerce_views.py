@@ -391,14 +391,19 @@ class OrderListApi(GenericAPIView):
             if existing is not None:
                 self._same_request_or_409(existing, lines)
                 return Response(s.OrderDetailOutput(existing).data, status=status.HTTP_200_OK)
-        for index, line in enumerate(lines):  # name the line whose SKU is not ours
-            if catalog_selectors.sku_get(sku_id=line.sku_id) is None:
-                raise InputError("No such SKU in this shop.", field=f"lines[{index}].sku_id", code="not_found")
         renames = [(r"^sku$", "lines.sku_id"), (r"^quantity$", "lines.quantity"), (r"^account$", "lines.account")]
-        with api_field_names(renames):
-            order = orders.order_place(lines=lines, contact=values["contact"],
-                                       query_password=values["query_password"], idempotency_key=stored_key,
-                                       actor=getattr(request.user, "email", "api"), language=request.tenant.language)
+        try:
+            with api_field_names(renames):
+                order = orders.order_place(lines=lines, contact=values["contact"],
+                                           query_password=values["query_password"], idempotency_key=stored_key,
+                                           actor=getattr(request.user, "email", "api"),
+                                           language=request.tenant.language)
+        except orders.OrderError as exc:  # name the line whose SKU is not ours (checked only on failure)
+            if exc.code == "not_found" and exc.line is not None \
+                    and catalog_selectors.sku_get(sku_id=lines[exc.line].sku_id) is None:
+                raise InputError("No such SKU in this shop.", field=f"lines[{exc.line}].sku_id",
+                                 code="not_found") from None
+            raise
         order = order_selectors.order_with_history(number=order.number)
         return Response(s.OrderDetailOutput(order).data, status=status.HTTP_201_CREATED)
 

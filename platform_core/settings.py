@@ -205,7 +205,7 @@ REDIS_CACHE_URL = os.environ.get("REDIS_CACHE_URL") or (REDIS_URL.rsplit("/", 1)
                                                          if REDIS_URL.rsplit("/", 1)[-1].isdigit() else REDIS_URL)
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "platform_core.cache.KamengRedisCache",
         "LOCATION": REDIS_CACHE_URL,
         # never let one shop read another shop's cache entry
         "KEY_FUNCTION": "django_tenants.cache.make_key",

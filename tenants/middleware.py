@@ -43,6 +43,8 @@ class ShopRoutingMiddleware(TenantMainMiddleware):
             domain = (domain_model.objects.select_related("tenant")
                       .filter(domain=hostname, verified_at__isnull=False).first())
             shop = domain.tenant if domain else False
+            if shop:  # resolved once here, so building shop URLs costs no query per request
+                shop.__dict__["primary_domain"] = domain.domain if domain.is_primary else shop.primary_domain
             cache.set(key, shop, ROUTE_CACHE_SECONDS)
         if not shop or shop.status in ("template", "spare"):
             raise domain_model.DoesNotExist

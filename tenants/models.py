@@ -6,6 +6,7 @@ import secrets
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.db import models
+from django.utils.functional import cached_property
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -117,8 +118,9 @@ class Shop(TenantMixin):
     def is_live(self) -> bool:
         return self.status in self.LIVE_STATUSES
 
-    @property
+    @cached_property
     def primary_domain(self) -> str | None:
+        # cached on the instance; the routing cache stores shops with it resolved
         domain = self.domains.filter(is_primary=True).first()
         return domain.domain if domain else None
 

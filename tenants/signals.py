@@ -26,7 +26,9 @@ def shop_changed(sender, instance, **kwargs):
 @receiver(post_save, sender=Domain)
 @receiver(post_delete, sender=Domain)
 def domain_changed(sender, instance, **kwargs):
-    _forget_routes([instance.domain])
+    # every host of the shop: cached shops carry the primary domain, which may have moved
+    hostnames = set(Domain.objects.filter(tenant_id=instance.tenant_id).values_list("domain", flat=True))
+    _forget_routes(hostnames | {instance.domain})
 
 
 @receiver(user_logged_in)

@@ -51,9 +51,11 @@ ALLOWED = {
 class OrderError(Exception):
     """Checkout or order change refused; ``field`` names the input at fault."""
 
-    def __init__(self, message: str, *, field: str = "", code: str = "invalid", status: int = 400):
+    def __init__(self, message: str, *, field: str = "", code: str = "invalid", status: int = 400,
+                 line: int | None = None):
         super().__init__(message)
         self.message, self.field, self.code, self.status = message, field, code, status
+        self.line = line  # index of the order line at fault, when it is one line's
 
 
 # --- pricing -------------------------------------------------------------------------
@@ -93,11 +95,9 @@ def _validate_contact(contact: str) -> tuple[str, str]:
 
 
 def _new_number() -> str:
-    # date for people, then 9 random digits: a collision needs ~30,000 orders in one second
-    number = timezone.now().strftime("%y%m%d%H%M%S") + f"{secrets.randbelow(10**9):09d}"
-    while Order.objects.filter(number=number).exists():
-        number = number[:12] + f"{secrets.randbelow(10**9):09d}"
-    return number
+    # date for people, then 9 random digits: a collision needs ~30,000 orders in one second,
+    # and the unique constraint turns one into a retry (order_place)
+    return timezone.now().strftime("%y%m%d%H%M%S") + f"{secrets.randbelow(10**9):09d}"
 
 
 def _claim_free_keys(sku: SKU, quantity: int, assignments: str, params: list) -> list[int]:
@@ -151,13 +151,14 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
     rules = OrderSettings.current()
 
     resolved = []
-    for request in lines:
+    for index, request in enumerate(lines):
         if not isinstance(request.quantity, int) or isinstance(request.quantity, bool):
-            raise OrderError("Quantity must be a whole number.", field="quantity")
+            raise OrderError("Quantity must be a whole number.", field="quantity", line=index)
         sku = SKU.objects.select_related("product").filter(pk=request.sku_id, is_active=True,
                                                                product__is_visible=True).first()
         if sku is None:
-            raise OrderError("This product is not available.", field="sku", code="not_found", status=404)
+            raise OrderError("This product is not available.", field="sku", code="not_found", status=404,
+                             line=index)
         product = sku.product
         if not product.min_quantity <= request.quantity <= min(product.max_quantity, MAX_QUANTITY):
             raise OrderError(f"Quantity must be between {product.min_quantity} and "
@@ -181,19 +182,24 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
             unit = unit_price_for(sku=sku, quantity=quantity, customer=customer)
             priced.append((sku, quantity, account, unit))
             subtotal += unit * quantity
-        try:
-            with transaction.atomic():
-                order = Order.objects.create(
-                    number=_new_number(), customer=customer, contact=contact_value, contact_email=contact_email,
-                    query_password=make_password(query_password) if query_password else "",
-                    currency=getattr(connection.tenant, "currency", "CNY"), subtotal=subtotal, total=subtotal,
-                    idempotency_key=idempotency_key or None, access_token=secrets.token_urlsafe(32), ip=ip,
-                    language=language, reserved_until=until,
-                )
-        except IntegrityError:
-            if idempotency_key:  # the same request raced us and won
-                return Order.objects.get(idempotency_key=idempotency_key)
-            raise
+        hashed_password = make_password(query_password) if query_password else ""
+        for attempt in range(3):
+            try:
+                with transaction.atomic():
+                    order = Order.objects.create(
+                        number=_new_number(), customer=customer, contact=contact_value, contact_email=contact_email,
+                        query_password=hashed_password, currency=getattr(connection.tenant, "currency", "CNY"),
+                        subtotal=subtotal, total=subtotal, idempotency_key=idempotency_key or None,
+                        access_token=secrets.token_urlsafe(32), ip=ip, language=language, reserved_until=until,
+                    )
+                break
+            except IntegrityError:
+                if idempotency_key:  # the same request raced us and won
+                    existing = Order.objects.filter(idempotency_key=idempotency_key).first()
+                    if existing is not None:
+                        return existing
+                if attempt == 2:  # not a number collision after all
+                    raise
         for sku, quantity, account, unit in priced:
             line = OrderLine.objects.create(order=order, sku=sku, product_type=sku.product.type,
                                             title=str(sku), quantity=quantity, unit_price=unit,
@@ -261,7 +267,7 @@ def order_transition(order: Order, to: str, kind: str, *, message: str = "", dat
     now = timezone.now()
     fields = ["status"]
     if to == S.PAID:
-        order.paid_at, fields = now, fields + ["paid_at"]
+        order.paid_at, fields = now, fields + ["paid_at", "payment_method"]
     if to == S.DELIVERED:
         order.delivered_at, fields = now, fields + ["delivered_at"]
     order.save(update_fields=fields)
@@ -342,11 +348,10 @@ def order_mark_paid(*, order: Order, payment=None, actor: str = "gateway") -> Or
     paid → delivered / awaiting_stock / processing, keys sold exactly once."""
     if order.status not in (S.PENDING_PAYMENT, S.EXPIRED, S.CANCELLED):
         return order  # already paid: replays change nothing
+    if payment is not None:
+        order.payment_method = payment.provider  # saved with the transition
     order_transition(order, S.PAID, "order.paid", actor=actor,
                      data={"payment": getattr(payment, "pk", None), "provider": getattr(payment, "provider", "")})
-    if payment is not None and order.payment_method != payment.provider:
-        order.payment_method = payment.provider
-        order.save(update_fields=["payment_method"])
     if order.kind == Order.Kind.WALLET_TOPUP:
         from platform_core.customers.services import wallet_credit
 

@@ -68,8 +68,9 @@ def record_event(*, provider: str, event: GatewayEvent) -> str:
         with transaction.atomic():
             WebhookEvent.objects.create(provider=provider, event_id=event.event_id, kind=event.kind,
                                         payload=event.raw)
-            result = _apply(provider, event)
-            WebhookEvent.objects.filter(provider=provider, event_id=event.event_id).update(result=result)
+            result, payment = _apply(provider, event)
+            WebhookEvent.objects.filter(provider=provider, event_id=event.event_id).update(result=result,
+                                                                                           payment=payment)
             return result
     except IntegrityError:
         if WebhookEvent.objects.filter(provider=provider, event_id=event.event_id).exists():
@@ -88,14 +89,18 @@ def _payment_for(provider: str, event: GatewayEvent) -> Payment | None:
     return None
 
 
-def _apply(provider: str, event: GatewayEvent) -> str:
+def _apply(provider: str, event: GatewayEvent) -> tuple[str, Payment | None]:
+    """What the event did, in a word, and the payment it names."""
+    payment = _payment_for(provider, event)
+    return _apply_to(payment, provider, event), payment
+
+
+def _apply_to(payment: Payment | None, provider: str, event: GatewayEvent) -> str:
     from platform_core.orders.services import order_mark_paid, order_refund_recorded_outside
 
-    payment = _payment_for(provider, event)
     if payment is None:
         logger.warning("gateway event %s/%s names no payment of ours", provider, event.event_id)
         return "unknown_payment"
-    WebhookEvent.objects.filter(provider=provider, event_id=event.event_id).update(payment=payment)
     order = Order.objects.select_for_update().get(pk=payment.order_id)
     if event.kind == "payment.succeeded":
         if event.amount != payment.amount or event.currency.upper() != payment.currency:

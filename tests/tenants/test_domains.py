@@ -67,3 +67,31 @@ def test_verify_domain_command(alpha, capsys):
         services.domain_verify = original
     assert "cmd.example.org: verified" in capsys.readouterr().out
     assert Domain.objects.get(pk=domain.pk).is_verified
+
+
+def test_routed_shops_carry_the_current_primary_domain(alpha):
+    """Routing caches the shop with its primary domain resolved (payment return and
+    notify URLs are built from it on every checkout); moving the primary domain must
+    reach every host of the shop at once."""
+    from django.utils import timezone
+
+    from tenants.middleware import ShopRoutingMiddleware
+    from tenants.services import shop_url
+
+    subdomain = Domain.objects.get(tenant=alpha, is_primary=True)
+    custom = Domain.objects.create(tenant=alpha, domain="cards.example.com", is_primary=False,
+                                   verified_at=timezone.now())
+    other = Domain.objects.create(tenant=alpha, domain="keys.example.com", is_primary=False,
+                                  verified_at=timezone.now())
+    router = ShopRoutingMiddleware(lambda request: None)
+    assert router.get_tenant(Domain, other.domain).__dict__["primary_domain"] == subdomain.domain
+    routed = router.get_tenant(Domain, custom.domain)
+    assert routed.pk == alpha.pk and routed.__dict__["primary_domain"] == subdomain.domain
+    assert shop_url(router.get_tenant(Domain, custom.domain), "/x/").startswith(f"http://{subdomain.domain}")
+
+    subdomain.is_primary = False
+    subdomain.save()
+    custom.is_primary = True
+    custom.save()
+    for host in (subdomain.domain, custom.domain, other.domain):
+        assert shop_url(router.get_tenant(Domain, host), "/x/").startswith("http://cards.example.com")
