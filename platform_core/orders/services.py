@@ -12,7 +12,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.contrib.auth.hashers import check_password, make_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, connection, transaction
@@ -24,6 +23,7 @@ from platform_core.catalog.models import SKU, Product, WholesalePrice
 from platform_core.inventory.models import CardKey, DeliveredKey
 from platform_core.inventory.stock import KeyCipher, adjust_counts
 from platform_core.orders.models import Order, OrderEvent, OrderLine, OrderSettings, Ticket, TicketMessage
+from platform_core.orders.query_passwords import check_query_password, hash_query_password, spend_equal_time
 from plugins import hooks
 
 logger = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
             unit = unit_price_for(sku=sku, quantity=quantity, customer=customer)
             priced.append((sku, quantity, account, unit))
             subtotal += unit * quantity
-        hashed_password = make_password(query_password) if query_password else ""
+        hashed_password = hash_query_password(query_password) if query_password else ""
         for attempt in range(3):
             try:
                 with transaction.atomic():
@@ -461,9 +461,9 @@ def order_lookup(*, number: str, contact: str, query_password: str) -> Order | N
     except OrderError:
         return None
     if order is None or order.contact != contact_value or not order.query_password:
-        make_password(query_password or "")  # same cost whether or not the order exists
+        spend_equal_time(query_password)  # same cost whether or not the order exists
         return None
-    return order if check_password(query_password or "", order.query_password) else None
+    return order if check_query_password(query_password, order.query_password) else None
 
 
 # --- refunds and after-sales ---------------------------------------------------------

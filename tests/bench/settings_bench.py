@@ -1,4 +1,5 @@
-"""Settings for the benchmarks: the test settings, plus
+"""Settings for the benchmarks: the test settings, plus the production password
+hashers, and
 
 * Celery tasks are *sent* to the broker instead of run eagerly (as in production: the
   welcome e-mail and the pool refill never run on the signup request). Nothing consumes
@@ -18,6 +19,9 @@ from platform_core.settings_test import *  # noqa: E402,F401,F403
 from platform_core.settings_test import INSTALLED_APPS, TENANT_APPS  # noqa: E402
 
 CELERY_TASK_ALWAYS_EAGER = os.environ.get("BENCH_CELERY_EAGER", "0") == "1"
+# the production hashers: a cheap test hasher would hide what a checkout costs
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.Argon2PasswordHasher",
+                    "django.contrib.auth.hashers.PBKDF2PasswordHasher"]
 KAMENG_SPARE_SHOPS = int(os.environ.get("KAMENG_SPARE_SHOPS", "5"))
 
 BENCH_APP = "kameng_bench_app"

@@ -286,3 +286,24 @@ def test_importing_keys_delivers_orders_waiting_for_stock(shop, mailoutbox, djan
     assert any(m.to == ["buyer@example.com"] and "RESTOCK-1" in m.body for m in mailoutbox)  # the key by e-mail
     sku.refresh_from_db()
     assert (sku.available_count, sku.sold_count) == (1, 2)
+
+
+def test_query_passwords_are_keyed_per_shop_and_never_stored_plain(alpha, bravo):
+    from django.contrib.auth.hashers import make_password
+
+    from platform_core.orders.query_passwords import check_query_password, hash_query_password
+
+    with tenant_context(alpha):
+        sku = make_product(keys=2)
+        order = place(sku, contact="guest@example.com")  # query password "1234"
+        stored = Order.objects.get(pk=order.pk).query_password
+        assert stored.startswith("qp1$") and "1234" not in stored
+        assert hash_query_password("1234") != stored  # salted
+        assert services.order_lookup(number=order.number, contact="guest@example.com", query_password="1234") == order
+        assert services.order_lookup(number=order.number, contact="guest@example.com", query_password="1235") is None
+        assert not check_query_password("1234", "qp1$zz$00")  # damaged value: no match, no error
+        # an order written with the previous (Django hasher) format still opens
+        Order.objects.filter(pk=order.pk).update(query_password=make_password("old-pw"))
+        assert services.order_lookup(number=order.number, contact="guest@example.com", query_password="old-pw") == order
+    with tenant_context(bravo):  # the same stored value does not verify under another shop's key
+        assert not check_query_password("1234", stored)
