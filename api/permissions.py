@@ -1,5 +1,6 @@
 from rest_framework.permissions import BasePermission
 
+from platform_core.admin_sites import ROLE_CAN_SEE_BOOKS
 from tenants.services import membership_for
 
 MANAGER_ROLES = {"owner", "admin"}
@@ -28,3 +29,16 @@ class IsShopManager(IsShopMember):
         if membership is None:
             return False
         return request.method in ("GET", "HEAD", "OPTIONS") or membership.role in MANAGER_ROLES
+
+
+class IsShopFinance(IsShopMember):
+    """Owner, admin or finance: payments' books, reading and writing."""
+
+    message = "Only the shop's owner, admins and finance staff can see and settle the payment books."
+
+    def has_permission(self, request, view):
+        shop = getattr(request, "tenant", None)
+        if not getattr(shop, "pk", None):
+            return False
+        membership = membership_for(request.user, shop)
+        return membership is not None and membership.role in ROLE_CAN_SEE_BOOKS

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from api import commerce_views as commerce
+from api import reconciliation_views as reconciliation
 from api.shop_views import PluginDetailApi, PluginListApi, ShopDetailApi
 from api.payment_views import OrderPaymentStartApi
 from api.urls_common import schema_patterns
@@ -31,6 +32,11 @@ urlpatterns = [
     path("v1/tickets/<int:pk>/replies/", commerce.TicketReplyApi.as_view(), name="api-ticket-replies"),
     path("v1/tickets/<int:pk>/reissue/", commerce.TicketReissueApi.as_view(), name="api-ticket-reissue"),
     path("v1/tickets/<int:pk>/close/", commerce.TicketCloseApi.as_view(), name="api-ticket-close"),
+    path("v1/reconciliation/", reconciliation.ReconciliationApi.as_view(), name="api-reconciliation"),
+    path("v1/reconciliation/findings/<int:pk>/fix/", reconciliation.FindingFixApi.as_view(),
+         name="api-reconciliation-fix"),
+    path("v1/reconciliation/findings/<int:pk>/dismiss/", reconciliation.FindingDismissApi.as_view(),
+         name="api-reconciliation-dismiss"),
     path("v1/customers/", commerce.CustomerListApi.as_view(), name="api-customers"),
     path("v1/customers/<int:pk>/", commerce.CustomerDetailApi.as_view(), name="api-customer"),
     *schema_patterns("platform_core.urls_shop", "Kameng shop API"),

@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 from unfold.sites import UnfoldAdminSite
 
 ROLE_CAN_MANAGE = {"owner", "admin"}
+ROLE_CAN_SEE_BOOKS = {"owner", "admin", "finance"}
 
 
 class RateLimitedLoginMixin:
@@ -55,6 +56,7 @@ class ShopConsole(RateLimitedLoginMixin, UnfoldAdminSite):
 
         from platform_core import console_views as views
         from platform_core.inventory.views import inventory_console_urls
+        from platform_core.payments.console_views import reconciliation_console_urls
 
         extra = [
             path("handoff/", views.handoff_login, name="handoff"),
@@ -67,7 +69,7 @@ class ShopConsole(RateLimitedLoginMixin, UnfoldAdminSite):
             path("team/", self.admin_view(views.team_view), name="team"),
             path("api-token/", self.admin_view(views.api_token_view), name="api_token"),
             path("domains/<int:domain_id>/verify/", self.admin_view(views.domain_verify_view), name="domain_verify"),
-        ] + inventory_console_urls(self.admin_view)
+        ] + inventory_console_urls(self.admin_view) + reconciliation_console_urls(self.admin_view)
         return extra + super().get_urls()
 
 
@@ -89,6 +91,11 @@ def shop_role(request) -> str | None:
 
 def can_manage(request) -> bool:
     return shop_role(request) in ROLE_CAN_MANAGE
+
+
+def can_see_books(request) -> bool:
+    """Payments' books (reconciliation): owner, admins and finance staff."""
+    return shop_role(request) in ROLE_CAN_SEE_BOOKS
 
 
 def my_shops_dropdown(request):

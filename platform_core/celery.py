@@ -5,6 +5,7 @@ schema run in public. Beat sends per-shop entries to every live shop only.
 """
 import os
 
+from celery.schedules import crontab
 from tenant_schemas_celery.app import CeleryApp
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "platform_core.settings")
@@ -25,6 +26,8 @@ app.conf.beat_schedule = {
     "expire-unpaid-orders": {"task": "orders.expire_due", "schedule": 60.0},
     "refund-stale-awaiting-stock": {"task": "orders.refund_stale_awaiting_stock", "schedule": 900.0},
     "poll-pending-payments": {"task": "payments.poll_pending", "schedule": 300.0},
+    # gateways publish a day's settlement in the early morning (UTC+8 shops: before opening)
+    "reconcile-payments": {"task": "payments.reconcile_yesterday", "schedule": crontab(hour=2, minute=30)},
     "refill-spare-shops": {
         "task": "tenants.tasks.refill_spare_shops",
         "schedule": 300.0,

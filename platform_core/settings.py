@@ -387,6 +387,7 @@ UNFOLD_SHOP = {
                 _nav("Tickets", "support_agent", "/manage/orders/ticket/"),
                 _nav("Customers", "person", "/manage/customers/customer/"),
                 _nav("Checkout rules", "tune", "/manage/orders/ordersettings/"),
+                _nav("Reconciliation", "balance", "/manage/reconciliation/", "platform_core.admin_sites.can_see_books"),
             ]},
         ],
     },

@@ -58,6 +58,18 @@ class StatusOutcome:
     currency: str = ""
 
 
+@dataclass
+class SettlementLine:
+    """One money movement the gateway settled, for reconciliation (对账)."""
+
+    kind: str  # "payment" | "refund"
+    external_id: str  # the gateway's id of this payment or refund
+    payment_external_id: str  # the payment it belongs to (for payments: the same id)
+    reference: str  # what we told the gateway (our Payment id), if it keeps it
+    amount: int  # minor units
+    currency: str
+
+
 class PaymentError(Exception):
     """Shown to buyers and staff in plain words."""
 
@@ -104,3 +116,10 @@ class PaymentPlugin(Plugin):
 
     def fetch_status(self, payment: Payment) -> StatusOutcome:
         return StatusOutcome(status="pending")
+
+    #: True when :meth:`settlement` can list what the gateway settled on a day
+    supports_settlement: bool = False
+
+    def settlement(self, day) -> list[SettlementLine]:
+        """Payments and refunds the gateway settled on ``day`` (a UTC date)."""
+        raise PaymentError(f"{self.name} offers no settlement report.")

@@ -67,3 +67,67 @@ class WebhookEvent(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["provider", "event_id"], name="webhook_event_once")]
+
+
+class ReconciliationRun(models.Model):
+    """One day of one gateway compared with our records (对账). Re-running a day updates
+    the same run: open findings are recomputed, fixed and dismissed ones stay."""
+
+    class Status(models.TextChoices):
+        MATCHED = "matched"
+        MISMATCHES = "mismatches"
+        FAILED = "failed"  # the gateway's report could not be fetched
+
+    provider = models.CharField(max_length=40)
+    day = models.DateField()
+    status = models.CharField(max_length=10, choices=Status.choices)
+    message = models.CharField(max_length=300, blank=True)
+    gateway_payments = models.IntegerField(default=0)
+    gateway_refunds = models.IntegerField(default=0)
+    gateway_net = models.JSONField(default=dict, blank=True)  # {"CNY": minor units paid minus refunded}
+    matched = models.IntegerField(default=0)
+    open_items = models.IntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["provider", "day"], name="one_reconciliation_per_day")]
+        ordering = ["-day", "provider"]
+
+
+class ReconciliationItem(models.Model):
+    class Kind(models.TextChoices):
+        PAID_NOT_RECORDED = "paid_not_recorded", "Paid at the gateway, not in Kameng"
+        AMOUNT_DIFFERS = "amount_differs", "Amount or currency differs"
+        NOT_AT_GATEWAY = "not_at_gateway", "Paid in Kameng, unknown to the gateway"
+        REFUND_NOT_RECORDED = "refund_not_recorded", "Refunded at the gateway, not in Kameng"
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        FIXED = "fixed"
+        DISMISSED = "dismissed"
+
+    run = models.ForeignKey(ReconciliationRun, on_delete=models.CASCADE, related_name="items")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    external_id = models.CharField(max_length=120)  # the gateway's payment or refund id
+    payment_external_id = models.CharField(max_length=120, blank=True)
+    payment = models.ForeignKey(Payment, null=True, blank=True, on_delete=models.SET_NULL)
+    gateway_amount = models.BigIntegerField(null=True, blank=True)
+    kameng_amount = models.BigIntegerField(null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    detail = models.CharField(max_length=300, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    resolved_by = models.CharField(max_length=254, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "kind", "external_id"], name="one_finding_per_item")]
+        ordering = ["id"]
+
+    @property
+    def fixable(self) -> bool:
+        """Kinds Kameng can put right by itself (the others need a person's judgement)."""
+        return self.status == self.Status.OPEN and (
+            self.kind == self.Kind.REFUND_NOT_RECORDED
+            or (self.kind == self.Kind.PAID_NOT_RECORDED and self.payment_id is not None))

@@ -21,6 +21,7 @@ from plugins.payment import (
     PaymentError,
     PaymentPlugin,
     RefundOutcome,
+    SettlementLine,
     StatusOutcome,
     WebhookRejected,
 )
@@ -250,3 +251,18 @@ class SandboxPaymentPlugin(PaymentPlugin):
         amount = body.get("amount") if isinstance(body.get("amount"), int) else 0
         return StatusOutcome(status=status, external_id=payment.external_id, amount=amount,
                              currency=str(body.get("currency") or ""))
+
+    supports_settlement = True
+
+    def settlement(self, day) -> list[SettlementLine]:
+        body = self._call("GET", f"/v1/settlements?date={day.isoformat()}")
+        lines = []
+        for item in body.get("data") or []:
+            if not isinstance(item, dict) or item.get("type") not in ("payment", "refund") \
+                    or not isinstance(item.get("amount"), int) or not isinstance(item.get("id"), str):
+                raise PaymentError("The sandbox gateway sent an unreadable settlement report.", retryable=True)
+            lines.append(SettlementLine(kind=item["type"], external_id=item["id"],
+                                        payment_external_id=str(item.get("payment") or item["id"]),
+                                        reference=str(item.get("reference") or ""), amount=item["amount"],
+                                        currency=str(item.get("currency") or "").upper()))
+        return lines
