@@ -95,6 +95,9 @@ KAMENG_BUILTIN_PLUGINS = [
     "plugins.marketing.store_notice",
     "plugins.payments.sandbox",
     "plugins.payments.wallet",
+    "plugins.payments.alipay",
+    "plugins.payments.wechatpay",
+    "plugins.payments.epay",
 ]
 # the bundled sandbox payment gateway (docs/payments-sandbox.md); off in production: its Pay button moves no money
 KAMENG_SANDBOX_URL = os.environ.get("KAMENG_SANDBOX_URL", f"http://127.0.0.1:{os.environ.get('SANDBOX_PORT', '8001')}")

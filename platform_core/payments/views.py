@@ -7,9 +7,9 @@ from __future__ import annotations
 import logging
 
 from django.db import OperationalError, connection, transaction
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseNotAllowed
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods
 
 from platform_core.payments.services import payment_providers, record_event
 from plugins.payment import WebhookRejected
@@ -25,12 +25,15 @@ def _text(message: str, status: int) -> HttpResponse:
 
 
 @csrf_exempt  # gateways cannot send a CSRF token; the provider verifies the signature instead
-@require_POST
+@require_http_methods(["GET", "POST"])
 def payment_webhook(request, slug: str):
     shop = getattr(connection, "tenant", None)
     provider = next((p for p in payment_providers() if p.slug == slug), None)
     if provider is None:  # unknown, or not enabled in this shop
         return _text("No such payment method here.", 404)
+    # POST only, unless the gateway notifies by GET (EPay); either way the provider verifies
+    if request.method not in getattr(provider, "webhook_methods", ("POST",)):
+        return HttpResponseNotAllowed(getattr(provider, "webhook_methods", ("POST",)))
     try:
         events = provider.handle_webhook(request)
     except WebhookRejected as exc:
