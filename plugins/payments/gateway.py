@@ -4,8 +4,11 @@ The API, kept small on purpose (adapters for Stripe, PayPal, Alipay, WeChat Pay 
 EPay all code against it):
 
 ``GatewayPaymentPlugin``
-    A ``PaymentPlugin`` base. Set ``gateway_name`` (shown in messages) and
-    ``default_base_url``; read settings and secrets with ``self.settings`` and
+    A ``PaymentPlugin`` base. Set ``gateway_name`` (shown in messages),
+    ``default_base_url`` and ``api_base_setting`` (the name of a Django setting that
+    overrides the base URL platform-wide, e.g. ``KAMENG_STRIPE_API_BASE``; tests point it
+    at a fake; never a shop setting, so no shop can aim our requests at another host;
+    override the ``base_url`` property for sandbox/live switches); read settings and secrets with ``self.settings`` and
     ``self.require_secret(field, label)`` (raises ``PaymentMisconfigured`` when unset);
     talk HTTP through ``self.http`` (one ``GatewayClient`` per adapter instance, which
     knows every secret of the shop's configuration so it can keep them out of logs).
@@ -275,13 +278,15 @@ class GatewayPaymentPlugin(PaymentPlugin):
     default_base_url: str = ""
     #: header that carries idempotency keys at this gateway
     idempotency_header: str = "Idempotency-Key"
-    #: settings key holding an override of the API base URL (sandbox vs live, tests)
-    base_url_setting: str = "api_base"
+    #: Django setting that overrides the API base URL platform-wide (tests point it at a
+    #: fake). Never a shop setting: a shop must not aim our credentials at any host.
+    api_base_setting: str = ""
     supports_test_connection: bool = False
 
     @property
     def base_url(self) -> str:
-        return (self.settings.get(self.base_url_setting) or self.default_base_url).rstrip("/")
+        override = getattr(settings, self.api_base_setting, "") if self.api_base_setting else ""
+        return (override or self.default_base_url).rstrip("/")
 
     def secret_values(self) -> list[str]:
         """Every decrypted secret of this configuration (for redaction)."""
