@@ -23,6 +23,7 @@ from plugins.payment import PaymentMisconfigured, PaymentRetryable, WebhookRejec
 from plugins.payments.stripe.plugin import verify_signature
 from plugins.services import PluginError, plugin_configure
 from tests.conftest import host_of
+from tests.console.fixtures import carol  # noqa: F401 - a fixture
 from tests.fakegateways.stripe import API_KEY, WEBHOOK_SECRET
 from tests.payments.conftest import make_stock, place_order
 from tests.payments.gateways.conftest import enable_stripe
@@ -492,3 +493,40 @@ def test_secrets_appear_in_no_log_and_no_api_or_console_answer(alpha, alice, fak
     for secret in (API_KEY, WEBHOOK_SECRET, API_KEY[8:], WEBHOOK_SECRET[6:]):
         assert secret not in text
         assert all(secret.encode() not in content for content in pages)
+
+
+# --- the console's "Test connection" button -------------------------------------------
+
+def test_console_test_connection_button(alpha, alice, fake_stripe):
+    from platform_core.audit.models import AuditEvent
+
+    console = Client(HTTP_HOST=host_of(alpha))
+    console.force_login(alice)
+    page = console.get("/manage/plugins/stripe/")
+    assert b"Test connection" in page.content and b"disabled title=\"Save the settings first\"" in page.content
+    refused = console.post("/manage/plugins/stripe/test/", follow=True)
+    assert b"Save the settings of Stripe (cards) first" in refused.content
+
+    with tenant_context(alpha):
+        enable_stripe(alpha)
+    answer = console.post("/manage/plugins/stripe/test/", follow=True)
+    assert b"Connected to Stripe in test mode: the secret key works." in answer.content
+    assert len(fake_stripe.received("GET", r"/v1/balance")) == 1
+
+    fake_stripe.api_key = "sk_test_" + "R" * 40  # rolled in the Stripe Dashboard
+    answer = console.post("/manage/plugins/stripe/test/", follow=True)
+    assert b"Stripe refused the shop&#x27;s credentials; check the Stripe settings" in answer.content
+    assert API_KEY.encode() not in answer.content
+    with tenant_context(alpha):
+        assert list(AuditEvent.objects.filter(action="plugin.connection_tested")
+                    .order_by("pk").values_list("data__ok", flat=True)) == [True, False]
+
+
+def test_console_test_connection_needs_a_manager(alpha, fake_stripe, carol):
+    with tenant_context(alpha):
+        enable_stripe(alpha)
+    console = Client(HTTP_HOST=host_of(alpha))
+    console.force_login(carol)
+    assert console.post("/manage/plugins/stripe/test/").status_code == 403
+    assert b"Test connection" not in console.get("/manage/plugins/stripe/").content
+    assert not fake_stripe.received()
