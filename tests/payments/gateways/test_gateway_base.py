@@ -271,3 +271,16 @@ def test_a_refund_event_before_the_payment_success_is_deferred_then_applied(sand
     assert WebhookEvent.objects.get(kind="refund.succeeded").result == "refund_recorded"
     assert signed_post(client, refund_body, api_key).status_code == 200  # a third time: a duplicate
     assert Refund.objects.count() == 1
+
+
+def test_decimal_gateways_with_their_own_exponents():
+    paypal = {"HUF": 0, "TWD": 0}
+    assert to_decimal_string(150000, "HUF", paypal) == "1500"
+    assert from_decimal_string("1500", "HUF", paypal) == 150000
+    assert to_decimal_string(1234, "USD", paypal) == "12.34"
+    with pytest.raises(ValueError):
+        to_decimal_string(150050, "HUF", paypal)  # 1500.50 forint cannot be sent
+    with pytest.raises(ValueError):
+        from_decimal_string("1500.5", "HUF", paypal)
+    with pytest.raises(ValueError):
+        from_decimal_string("-1", "HUF", paypal)
