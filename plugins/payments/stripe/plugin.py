@@ -244,7 +244,10 @@ class StripePaymentPlugin(GatewayPaymentPlugin):
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise _rejected("The body is not JSON.") from None
-        return self.events_from_payload(payload)
+        try:
+            return self.events_from_payload(payload)
+        except PaymentError as exc:  # looking a refund up failed: Stripe sends the event again
+            raise WebhookRejected(f"Stripe could not be asked about this event: {exc.message}", status=503) from None
 
     def events_from_payload(self, payload: Any) -> list[GatewayEvent]:
         """Map a verified Stripe event to ours; malformed ones are refused."""

@@ -36,3 +36,29 @@ def stripe_shop(alpha, fake_stripe):
     with tenant_context(alpha):
         enable_stripe(alpha)
         yield alpha
+
+
+@pytest.fixture
+def fake_paypal(settings):
+    from tests.fakegateways.paypal import FakePayPal
+
+    with FakePayPal() as fake:
+        settings.KAMENG_PAYPAL_API_BASE = fake.base_url
+        yield fake
+    assert not fake.crashes, fake.crashes
+
+
+def enable_paypal(shop, **data):
+    from tests.fakegateways.paypal import CLIENT_ID, CLIENT_SECRET, WEBHOOK_ID
+
+    values = {"environment": "sandbox", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+              "webhook_id": WEBHOOK_ID, **data}
+    return plugin_configure(shop=shop, slug="paypal", data=values, enable=True)
+
+
+@pytest.fixture
+def paypal_shop(alpha, fake_paypal):
+    """alpha with PayPal enabled against the fake, in alpha's schema."""
+    with tenant_context(alpha):
+        enable_paypal(alpha)
+        yield alpha
