@@ -19,6 +19,11 @@ class UnknownProvider(LookupError):
     pass
 
 
+class EventNotReady(Exception):
+    """The event is genuine but comes before the one it depends on (a refund before the
+    payment's success): nothing is stored, the gateway is asked to send it again."""
+
+
 def payment_providers(order: Order | None = None) -> list[PaymentPlugin]:
     """Payment plugins enabled in the current shop (and allowed for ``order``)."""
     providers = [p for p in enabled_plugins() if isinstance(p, PaymentPlugin)]
@@ -71,6 +76,10 @@ def record_event(*, provider: str, event: GatewayEvent) -> str:
             result = _apply(provider, event)
             WebhookEvent.objects.filter(provider=provider, event_id=event.event_id).update(result=result)
             return result
+    except EventNotReady as exc:
+        # rolled back, inbox row included, so the re-sent event is applied when it fits
+        logger.info("gateway event %s/%s deferred: %s", provider, event.event_id, exc)
+        return "deferred"
     except IntegrityError:
         if WebhookEvent.objects.filter(provider=provider, event_id=event.event_id).exists():
             return "duplicate"  # a replay, or a parallel delivery that won
@@ -126,6 +135,9 @@ def _apply(provider: str, event: GatewayEvent) -> str:
             payment.save(update_fields=["status"])
         return "failed"
     if event.kind == "refund.succeeded":
+        if payment.status not in (Payment.Status.SUCCEEDED, Payment.Status.DUPLICATE):
+            # gateways do not keep events in order: the success is still on its way
+            raise EventNotReady(f"refund for payment {payment.pk} before its success")
         refund = payment.refunds.filter(external_id=event.refund_external_id).first() if event.refund_external_id \
             else None
         if refund is not None:

@@ -1,7 +1,9 @@
 """Gateway webhooks: ``POST /hooks/payments/<slug>/`` on the shop's host.
 
 Thin on purpose: the provider verifies and translates, ``record_event`` applies each
-event exactly once. A lock wait that runs out answers 503 so the gateway retries."""
+event exactly once. A lock wait that runs out answers 503 and an event that came before
+the one it depends on (a refund before the payment's success) answers 409, so the
+gateway sends it again later."""
 from __future__ import annotations
 
 import logging
@@ -49,4 +51,6 @@ def payment_webhook(request, slug: str):
         logger.warning("payment webhook deferred: shop=%s provider=%s: %s", getattr(shop, "schema_name", "?"),
                        slug, type(exc).__name__)
         return _text("Busy; send this event again later.", 503)
+    if "deferred" in results:  # an event that came before the one it depends on: send it again later
+        return _text("This event came before the one it depends on; send it again later.", 409)
     return provider.webhook_response(results)

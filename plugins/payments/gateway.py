@@ -4,8 +4,11 @@ The API, kept small on purpose (adapters for Stripe, PayPal, Alipay, WeChat Pay 
 EPay all code against it):
 
 ``GatewayPaymentPlugin``
-    A ``PaymentPlugin`` base. Set ``gateway_name`` (shown in messages) and
-    ``default_base_url``; read settings and secrets with ``self.settings`` and
+    A ``PaymentPlugin`` base. Set ``gateway_name`` (shown in messages),
+    ``default_base_url`` and ``api_base_setting`` (the name of a Django setting that
+    overrides the base URL platform-wide, e.g. ``KAMENG_STRIPE_API_BASE``; tests point it
+    at a fake; never a shop setting, so no shop can aim our requests at another host;
+    override the ``base_url`` property for sandbox/live switches); read settings and secrets with ``self.settings`` and
     ``self.require_secret(field, label)`` (raises ``PaymentMisconfigured`` when unset);
     talk HTTP through ``self.http`` (one ``GatewayClient`` per adapter instance, which
     knows every secret of the shop's configuration so it can keep them out of logs).
@@ -34,7 +37,8 @@ EPay all code against it):
 Amounts (integers in minor units everywhere in Kameng):
     ``to_decimal_string(1234, "CNY") == "12.34"``, ``to_decimal_string(1234, "JPY") == "1234"``;
     ``from_decimal_string("12.34", "CNY") == 1234`` refuses signs, exponents and more
-    decimals than the currency has; ``to_gateway_minor`` / ``from_gateway_minor`` convert
+    decimals than the currency has; both take optional ``gateway_exponents`` for
+    currencies a gateway writes with other decimals (PayPal: HUF, TWD without); ``to_gateway_minor`` / ``from_gateway_minor`` convert
     for minor-unit gateways whose exponent for a currency differs from ours (zero-decimal
     JPY and KRW are the same number on both sides).
 
@@ -48,6 +52,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -100,21 +105,36 @@ def _check_minor(amount_minor: int) -> int:
     return amount_minor
 
 
-def to_decimal_string(amount_minor: int, currency: str) -> str:
-    """1234 CNY -> "12.34"; 1234 JPY -> "1234" (for gateways that take major units)."""
-    amount_minor, exp = _check_minor(amount_minor), exponent(currency)
+def _exponent_at(currency: str, gateway_exponents: Mapping[str, int] | None) -> int:
+    return (gateway_exponents or {}).get(currency.upper(), exponent(currency))
+
+
+def to_decimal_string(amount_minor: int, currency: str, gateway_exponents: Mapping[str, int] | None = None) -> str:
+    """1234 CNY -> "12.34"; 1234 JPY -> "1234" (for gateways that take major units).
+    ``gateway_exponents``: currencies the gateway writes with other decimals than ISO
+    (PayPal takes HUF and TWD without decimals); refused if the amount does not fit."""
+    exp = _exponent_at(currency, gateway_exponents)
+    value = to_gateway_minor(amount_minor, currency, gateway_exponents)
     if not exp:
-        return str(amount_minor)
-    whole, fraction = divmod(amount_minor, 10 ** exp)
+        return str(value)
+    whole, fraction = divmod(value, 10 ** exp)
     return f"{whole}.{fraction:0{exp}d}"
 
 
-def from_decimal_string(text: str, currency: str) -> int:
+def from_decimal_string(text: str, currency: str, gateway_exponents: Mapping[str, int] | None = None) -> int:
     """"12.34" CNY -> 1234. Refuses signs, exponents, NaN and more decimals than the
     currency has ("12.345" CNY, "12.5" JPY) with ``ValueError``."""
     if not isinstance(text, (str, int)) or isinstance(text, bool):
         raise ValueError(f"{text!r} is not an amount")
-    return parse_major(str(text), currency)
+    if not gateway_exponents or currency.upper() not in gateway_exponents:
+        return parse_major(str(text), currency)
+    raw, exp = str(text).strip(), _exponent_at(currency, gateway_exponents)
+    if not re.fullmatch(r"[0-9]{1,15}(\.[0-9]+)?", raw):
+        raise ValueError(f"{text!r} is not an amount")
+    minor = Decimal(raw) * (10 ** exp)
+    if minor != minor.to_integral_value():
+        raise ValueError(f"{currency} amounts at this gateway have at most {exp} decimals")
+    return from_gateway_minor(int(minor), currency, gateway_exponents)
 
 
 def to_gateway_minor(amount_minor: int, currency: str, gateway_exponents: Mapping[str, int] | None = None) -> int:
@@ -275,13 +295,15 @@ class GatewayPaymentPlugin(PaymentPlugin):
     default_base_url: str = ""
     #: header that carries idempotency keys at this gateway
     idempotency_header: str = "Idempotency-Key"
-    #: settings key holding an override of the API base URL (sandbox vs live, tests)
-    base_url_setting: str = "api_base"
+    #: Django setting that overrides the API base URL platform-wide (tests point it at a
+    #: fake). Never a shop setting: a shop must not aim our credentials at any host.
+    api_base_setting: str = ""
     supports_test_connection: bool = False
 
     @property
     def base_url(self) -> str:
-        return (self.settings.get(self.base_url_setting) or self.default_base_url).rstrip("/")
+        override = getattr(settings, self.api_base_setting, "") if self.api_base_setting else ""
+        return (override or self.default_base_url).rstrip("/")
 
     def secret_values(self) -> list[str]:
         """Every decrypted secret of this configuration (for redaction)."""

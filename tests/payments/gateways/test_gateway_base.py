@@ -231,3 +231,56 @@ def test_send_notification_is_a_real_post():
         assert response.text == "success"
         recorded, = sink.received()
         assert recorded.body == b'{"a": 1}' and recorded.headers["X-Sig"] == "abc"
+
+
+# --- the core: events out of order -----------------------------------------------------
+
+def test_a_refund_event_before_the_payment_success_is_deferred_then_applied(sandbox_shop, gateway, api_key, bridge):
+    """Gateways do not keep events in order. A refund that arrives first changes nothing
+    and is answered 409 (the gateway sends it again); after the success it is applied."""
+    from django.test import Client
+
+    from platform_core.orders.models import Order
+    from platform_core.payments.models import Refund, WebhookEvent
+    from platform_core.payments.services import payment_start
+    from tests.conftest import host_of
+    from tests.payments.conftest import WEBHOOK_PATH, event_body, make_stock, place_order, signed_post
+
+    sku, _ = make_stock(sandbox_shop)
+    order = place_order(sku, quantity=2)
+    payment, action = payment_start(order=order, provider_slug="sandbox", return_url="http://alpha.kameng.test/r/",
+                                    notify_url=bridge.url(WEBHOOK_PATH))
+    client = Client(HTTP_HOST=host_of(sandbox_shop))
+    paid = {"id": payment.external_id, "reference": str(payment.pk), "amount": 2000, "currency": "CNY",
+            "status": "succeeded"}
+    refunded = {"id": "re_" + "a" * 24, "payment": payment.external_id, "reference": str(payment.pk),
+                "amount": 2000, "currency": "CNY"}
+    refund_body = event_body("evt_" + "r" * 24, "refund.succeeded", refunded)
+
+    early = signed_post(client, refund_body, api_key)
+    assert early.status_code == 409 and b"send it again later" in early.content
+    order.refresh_from_db()
+    assert order.status == Order.Status.PENDING_PAYMENT and order.refunded_amount == 0
+    assert not WebhookEvent.objects.exists() and not Refund.objects.exists()
+
+    assert signed_post(client, event_body("evt_" + "p" * 24, "payment.succeeded", paid), api_key).status_code == 200
+    again = signed_post(client, refund_body, api_key)
+    assert again.status_code == 200
+    order.refresh_from_db()
+    assert order.status == Order.Status.REFUNDED and order.refunded_amount == 2000
+    assert WebhookEvent.objects.get(kind="refund.succeeded").result == "refund_recorded"
+    assert signed_post(client, refund_body, api_key).status_code == 200  # a third time: a duplicate
+    assert Refund.objects.count() == 1
+
+
+def test_decimal_gateways_with_their_own_exponents():
+    paypal = {"HUF": 0, "TWD": 0}
+    assert to_decimal_string(150000, "HUF", paypal) == "1500"
+    assert from_decimal_string("1500", "HUF", paypal) == 150000
+    assert to_decimal_string(1234, "USD", paypal) == "12.34"
+    with pytest.raises(ValueError):
+        to_decimal_string(150050, "HUF", paypal)  # 1500.50 forint cannot be sent
+    with pytest.raises(ValueError):
+        from_decimal_string("1500.5", "HUF", paypal)
+    with pytest.raises(ValueError):
+        from_decimal_string("-1", "HUF", paypal)
