@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 
 from django import forms
+from django.conf import settings
 from django.http import HttpResponse
 
 from plugins.base import PluginKind
@@ -74,8 +75,11 @@ class AlipaySettingsForm(forms.Form):
                                 help_text="Optional: your 16-digit partner id starting with 2088. When set, "
                                           "notifications for another seller are refused.")
     checkout = forms.ChoiceField(label="Checkout", choices=CHECKOUTS, initial="page")
-    api_base = forms.URLField(label="Gateway URL", required=False, max_length=200, assume_scheme="https",
-                              help_text=f"Blank: {PRODUCTION_GATEWAY}. The Alipay sandbox is {SANDBOX_GATEWAY}.")
+    environment = forms.ChoiceField(
+        label="Environment", initial="production",
+        choices=(("production", "Production: real payments"),
+                 ("sandbox", "Sandbox (沙箱): Alipay's test accounts, no real money")),
+        help_text="Sandbox APPIDs and keys only work in the sandbox, production ones only in production.")
 
     def clean_app_id(self) -> str:
         value = (self.cleaned_data.get("app_id") or "").strip()
@@ -107,9 +111,6 @@ class AlipaySettingsForm(forms.Form):
             raise forms.ValidationError(str(exc)) from None
         return value
 
-    def clean_api_base(self) -> str:
-        return (self.cleaned_data.get("api_base") or "").strip()
-
     def clean(self):
         cleaned = super().clean()
         private, public = cleaned.get("app_private_key"), cleaned.get("alipay_public_key")
@@ -138,7 +139,14 @@ class AlipayPaymentPlugin(GatewayPaymentPlugin):
     settings_form = AlipaySettingsForm
     secret_fields = ("app_private_key",)
     default_base_url = PRODUCTION_GATEWAY
+    api_base_setting = "KAMENG_ALIPAY_API_BASE"  # platform-wide override (tests, egress proxies)
     supports_test_connection = True
+
+    @property
+    def base_url(self) -> str:
+        override = getattr(settings, self.api_base_setting, "")
+        sandbox = self.settings.get("environment") == "sandbox"
+        return (override or (SANDBOX_GATEWAY if sandbox else PRODUCTION_GATEWAY)).rstrip("/")
 
     def is_allowed(self, order) -> bool:
         return order.total > 0 and order.currency == china.CNY

@@ -12,11 +12,14 @@
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
-from urllib.parse import urlencode
+import socket
+from urllib.parse import urlencode, urlsplit
 
 from django import forms
+from django.conf import settings
 from django.http import HttpResponse
 
 from plugins.base import PluginKind
@@ -62,6 +65,30 @@ _URLLIB3_FILTER = _KeyInUrlFilter()
 logging.getLogger("urllib3.connectionpool").addFilter(_URLLIB3_FILTER)  # same object each time: added once
 
 
+def site_url_problem(url: str, *, resolve: bool) -> str | None:
+    """Why Kameng will not call this EPay site, or None. Unlike the other gateways the
+    address is the shop's choice, so on a production platform it must be https on a
+    public address: a shop must not aim the platform's server at internal hosts."""
+    if not getattr(settings, "PRODUCTION", False):
+        return None  # development and tests run EPay sites on this machine
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
+        return "The EPay site address must start with https:// and name a host, without a user name."
+    try:
+        addresses = [ipaddress.ip_address(parts.hostname)]
+    except ValueError:
+        if not resolve:
+            return None
+        try:
+            addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in
+                         socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)]
+        except (OSError, ValueError):
+            return "The EPay site's host name does not resolve."
+    if any(not address.is_global for address in addresses):
+        return "The EPay site address points into a private network; use the provider's public address."
+    return None
+
+
 class EPaySettingsForm(forms.Form):
     api_base = forms.URLField(label="EPay site URL", max_length=200, assume_scheme="https",
                               help_text="The address of your EPay provider, e.g. https://pay.example.com "
@@ -79,6 +106,9 @@ class EPaySettingsForm(forms.Form):
         for suffix in ("/submit.php", "/mapi.php", "/api.php"):
             if value.endswith(suffix):
                 value = value[: -len(suffix)]
+        problem = site_url_problem(value, resolve=True)
+        if problem:
+            raise forms.ValidationError(problem)
         return value
 
     def clean_pid(self) -> str:
@@ -117,6 +147,18 @@ class EPayPaymentPlugin(GatewayPaymentPlugin):
         return order.total > 0 and order.currency == china.CNY
 
     @property
+    def base_url(self) -> str:
+        """The shop's EPay site (its own choice, unlike other gateways), checked again at
+        call time: a name that resolved to a public address when saved may not now."""
+        url = (self.settings.get("api_base") or "").rstrip("/")
+        if not url:
+            raise PaymentMisconfigured("EPay is not set up: enter the EPay site URL in the shop console.")
+        problem = site_url_problem(url, resolve=True)
+        if problem:
+            raise PaymentMisconfigured(f"Kameng will not call this EPay site: {problem}")
+        return url
+
+    @property
     def pid(self) -> str:
         return self.settings.get("pid", "")
 
@@ -127,8 +169,6 @@ class EPayPaymentPlugin(GatewayPaymentPlugin):
     def start(self, order, payment, *, return_url: str, notify_url: str) -> PaymentAction:
         if not self.is_allowed(order):
             raise PaymentError("EPay takes payments in CNY only.")
-        if not self.base_url:
-            raise PaymentMisconfigured("EPay is not set up: enter the EPay site URL in the shop console.")
         trade_no = china.out_trade_no(order, payment)
         params = {"pid": self.pid, "type": self.settings.get("pay_type") or "alipay", "out_trade_no": trade_no,
                   "notify_url": notify_url, "return_url": return_url, "name": f"Order {order.number}",

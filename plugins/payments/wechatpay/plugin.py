@@ -75,8 +75,6 @@ class WeChatPaySettingsForm(forms.Form):
                                         "PEM text of the platform certificate (several one after another while "
                                         "WeChat rotates them). Notifications signed by any other are refused.")
     checkout = forms.ChoiceField(label="Checkout", choices=CHECKOUTS, initial="native")
-    api_base = forms.URLField(label="API base URL", required=False, max_length=200, assume_scheme="https",
-                              help_text=f"Blank: {PRODUCTION_API}.")
 
     def clean_mchid(self) -> str:
         value = (self.cleaned_data.get("mchid") or "").strip()
@@ -124,9 +122,6 @@ class WeChatPaySettingsForm(forms.Form):
             raise forms.ValidationError(str(exc)) from None
         return value
 
-    def clean_api_base(self) -> str:
-        return (self.cleaned_data.get("api_base") or "").strip()
-
     def clean(self):
         cleaned = super().clean()
         serial, certificates = cleaned.get("merchant_serial_no"), cleaned.get("platform_certificates")
@@ -152,6 +147,7 @@ class WeChatPayPaymentPlugin(GatewayPaymentPlugin):
     settings_form = WeChatPaySettingsForm
     secret_fields = ("merchant_private_key", "apiv3_key")
     default_base_url = PRODUCTION_API
+    api_base_setting = "KAMENG_WECHATPAY_API_BASE"  # platform-wide override (tests, egress proxies)
     supports_test_connection = True
 
     def is_allowed(self, order) -> bool:

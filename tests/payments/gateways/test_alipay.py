@@ -20,7 +20,7 @@ from platform_core.payments.models import Payment, Refund, WebhookEvent
 from platform_core.payments.services import payments_poll_pending, provider_for
 from plugins.payment import PaymentError, PaymentMisconfigured
 from plugins.payments.alipay import signing
-from plugins.payments.alipay.plugin import PRODUCTION_GATEWAY
+from plugins.payments.alipay.plugin import PRODUCTION_GATEWAY, SANDBOX_GATEWAY
 from plugins.services import PluginError, plugin_configure
 from tests.conftest import host_of
 from tests.fakegateways.alipay import FakeAlipay, beijing_now, rsa_key
@@ -36,15 +36,16 @@ HOOK = "/hooks/payments/alipay/"
 
 
 @pytest.fixture
-def alipay():
+def alipay(settings):
     with FakeAlipay() as fake:
+        settings.KAMENG_ALIPAY_API_BASE = fake.gateway_url  # the platform points Alipay at the fake
         yield fake
         assert fake.crashes == []
 
 
 def settings_for(fake, app_id, *, key=None, checkout="page", **extra) -> dict:
     return {"app_id": app_id, "app_private_key": signing.private_key_text(key or rsa_key("alipay-app")),
-            "alipay_public_key": fake.alipay_public_key_text, "checkout": checkout, "api_base": fake.gateway_url,
+            "alipay_public_key": fake.alipay_public_key_text, "checkout": checkout, "environment": "sandbox",
             **extra}
 
 
@@ -380,6 +381,7 @@ def test_another_shop_cannot_use_this_shops_notification(shop, pending, bravo):
     ("alipay_public_key", "-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----", "private key"),
     ("seller_id", "1234567890123456", "2088"),
     ("checkout", "bank", "valid choice"),
+    ("environment", "staging", "valid choice"),
 ])
 def test_settings_refuse_wrong_credentials_with_a_clear_message(alpha, alipay, field, value, message):
     data = settings_for(alipay, "2021" + digits(12))
@@ -404,13 +406,14 @@ def test_settings_refuse_the_apps_own_public_key_and_short_keys(alpha, alipay):
     assert "at least 2048" in " ".join(error.value.errors["app_private_key"])
 
 
-def test_private_key_is_stored_encrypted_and_pem_is_accepted(alpha, alipay):
+def test_private_key_is_stored_encrypted_and_pem_is_accepted(alpha, alipay, settings):
     from cryptography.hazmat.primitives import serialization
 
     key = rsa_key("alipay-app")
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
                             serialization.NoEncryption()).decode()
-    data = {**settings_for(alipay, "2021" + digits(12)), "app_private_key": pem, "api_base": ""}
+    data = {**settings_for(alipay, "2021" + digits(12)), "app_private_key": pem, "environment": "production"}
+    settings.KAMENG_ALIPAY_API_BASE = ""
     with tenant_context(alpha):
         config = plugin_configure(shop=alpha, slug="alipay", data=data, enable=True)
         stored = json.dumps(config.settings) + json.dumps(config.secrets)
@@ -418,9 +421,10 @@ def test_private_key_is_stored_encrypted_and_pem_is_accepted(alpha, alipay):
         assert "app_private_key" not in config.settings
         provider = provider_for("alipay")
         assert provider.secret("app_private_key") == pem.strip() and provider.base_url == PRODUCTION_GATEWAY
-        # saving again without the key keeps the stored one
-        plugin_configure(shop=alpha, slug="alipay", data={**data, "app_private_key": ""})
-        assert provider_for("alipay").secret("app_private_key") == pem.strip()
+        # saving again without the key keeps the stored one; the sandbox has its own gateway
+        plugin_configure(shop=alpha, slug="alipay", data={**data, "app_private_key": "", "environment": "sandbox"})
+        provider = provider_for("alipay")
+        assert provider.secret("app_private_key") == pem.strip() and provider.base_url == SANDBOX_GATEWAY
 
 
 def test_non_cny_orders_cannot_use_alipay(shop):

@@ -346,6 +346,24 @@ def test_settings_refuse_wrong_values_with_a_clear_message(shop, field, value, m
     assert message in " ".join(error.value.errors[field])
 
 
+@pytest.mark.parametrize("url, message", [
+    ("http://pay.example.com", "https://"),
+    ("https://127.0.0.1:8443", "private network"),
+    ("https://10.1.2.3", "private network"),
+    ("https://169.254.169.254", "private network"),
+    ("https://localhost", "private network"),
+    ("https://user:pw@pay.example.com", "without a user name"),
+])
+def test_production_refuses_epay_sites_inside_the_network(shop, settings, url, message):
+    settings.PRODUCTION = True  # the shop chooses this address: it must not aim our server at internal hosts
+    with pytest.raises(PluginError) as error:
+        configure(shop, api_base=url)
+    assert message in " ".join(error.value.errors["api_base"])
+    # an address saved earlier is checked again when it is used
+    with pytest.raises(PaymentError, match="will not call this EPay site"):
+        provider_for("epay").fetch_status(Payment(external_id="1P1"))
+
+
 def test_settings_take_the_site_address_with_or_without_submit_php_and_store_the_key_encrypted(shop):
     config = configure(shop, api_base=shop.fake.base_url + "/submit.php")
     assert config.settings["api_base"] == shop.fake.base_url

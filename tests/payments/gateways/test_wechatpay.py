@@ -47,8 +47,9 @@ def new_apiv3_key() -> str:
 
 
 @pytest.fixture
-def wechat():
+def wechat(settings):
     with FakeWeChatPay() as fake:
+        settings.KAMENG_WECHATPAY_API_BASE = fake.base_url  # the platform points WeChat Pay at the fake
         yield fake
         assert fake.crashes == []
 
@@ -72,8 +73,7 @@ def settings_for(ns, **changes) -> dict:
     m = ns.merchant
     return {"mchid": m.mchid, "appid": m.appid, "merchant_serial_no": m.serial_no,
             "merchant_private_key": private_key_pem(m.key), "apiv3_key": m.apiv3_key,
-            "platform_certificates": ns.fake.platform_certificate_pem, "checkout": "native",
-            "api_base": ns.fake.base_url, **changes}
+            "platform_certificates": ns.fake.platform_certificate_pem, "checkout": "native", **changes}
 
 
 def configure(ns, **changes):
