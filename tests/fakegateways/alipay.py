@@ -308,6 +308,11 @@ class FakeAlipay(FakeGateway):
         self._background.append(thread)
         thread.start()
 
+    def settle(self, timeout: float = 10) -> None:
+        """Wait until every background notification has its answer."""
+        for thread in list(self._background):
+            thread.join(timeout)
+
     # --- buyer and console actions ---------------------------------------------------------------
     def pay(self, out_trade_no: str, *, notify: bool = True) -> requests.Response | None:
         """The buyer pays: the trade succeeds and Alipay notifies the shop at once

@@ -368,6 +368,22 @@ def test_a_replayed_notification_changes_nothing_more(shop, pending):
     assert_delivered(pending)
 
 
+def test_a_refund_notification_before_the_payment_one_is_sent_again_later(shop, pending):
+    refund = {"mchid": shop.merchant.mchid, "out_trade_no": pending["payment"].external_id,
+              "transaction_id": pending["transaction"]["transaction_id"], "out_refund_no": "CONSOLE123",
+              "refund_id": "50000000001", "refund_status": "SUCCESS",
+              "amount": {"total": 2000, "refund": 500, "payer_total": 2000, "payer_refund": 500}}
+    body, headers = shop.fake.notification("REFUND.SUCCESS", refund)
+    assert post_notification(shop, body, headers).status_code == 409  # WeChat sends it again later
+    assert_untouched(pending)
+    paid_body, paid_headers = shop.fake.notification("TRANSACTION.SUCCESS", pending["transaction"])
+    assert post_notification(shop, paid_body, paid_headers).status_code == 204
+    assert post_notification(shop, body, headers).status_code == 204
+    assert WebhookEvent.objects.get(kind="refund.succeeded").result == "refund_recorded"
+    pending["order"].refresh_from_db()
+    assert pending["order"].refunded_amount == 500
+
+
 def test_genuine_notification_with_another_amount_is_kept_out(shop, pending):
     body, headers = shop.fake.notification("TRANSACTION.SUCCESS", {**pending["transaction"],
                                                                    "amount": {"total": 1, "currency": "CNY"}})
