@@ -460,3 +460,16 @@ def test_no_secret_in_logs_or_answers_during_a_full_flow(shop, caplog):
     for secret in (shop.merchant.apiv3_key, key_body[:40], key_body[500:540], key_body[-40:]):
         assert secret not in logged and secret not in answers
     assert any(r.name == "kameng.payments.wechatpay" for r in caplog.records)
+
+
+def test_console_and_api_never_show_the_secrets(shop, shop_client, alice):
+    client = shop_client(shop.shop, alice)  # the shop's owner
+    key_body = "".join(private_key_pem(shop.merchant.key).splitlines()[1:-1])
+    pages = [client.get("/manage/plugins/wechatpay/"), client.get("/api/v1/plugins/wechatpay/"),
+             client.get("/api/v1/plugins/"), client.post("/manage/plugins/wechatpay/test/", follow=True)]
+    assert [page.status_code for page in pages] == [200, 200, 200, 200]
+    assert shop.merchant.mchid in pages[0].content.decode()  # the settings are there, the secrets are not
+    assert "verified" in pages[3].content.decode()  # the test-connection button worked
+    for page in pages:
+        text = page.content.decode()
+        assert shop.merchant.apiv3_key not in text and key_body[:40] not in text and key_body[-40:] not in text
