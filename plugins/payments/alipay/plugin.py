@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import re
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
@@ -35,7 +34,6 @@ from plugins.payments import china
 from plugins.payments.alipay import signing
 from plugins.payments.gateway import GatewayPaymentPlugin
 
-logger = logging.getLogger(__name__)
 
 PRODUCTION_GATEWAY = "https://openapi.alipay.com/gateway.do"
 SANDBOX_GATEWAY = "https://openapi-sandbox.dl.alipaydev.com/gateway.do"

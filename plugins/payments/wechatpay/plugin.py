@@ -208,7 +208,8 @@ class WeChatPayPaymentPlugin(GatewayPaymentPlugin):
         if code in ("SYSTEM_ERROR", "FREQUENCY_LIMITED", "BANK_ERROR"):
             return PaymentRetryable("WeChat Pay had a passing problem. Try again in a moment.")
         if code and response.status != 401:  # a business refusal (NOT_ENOUGH, ORDERPAID …), even under 403
-            return PaymentError(f"WeChat Pay refused the request: {redact(f'{code}: {message}', self.http.secrets)[:200]}")
+            detail = redact(f"{code}: {message}", self.http.secrets)[:200]
+            return PaymentError(f"WeChat Pay refused the request: {detail}")
         return self.http.error_for(response, message)
 
     def _json(self, response: GatewayResponse) -> dict:
