@@ -474,3 +474,27 @@ def test_no_secret_in_logs_or_answers_during_a_full_flow(shop, caplog):
         for chunk in (secret[:40], secret[100:140], secret[-40:]):
             assert chunk not in logged and chunk not in answers
     assert any(r.name == "kameng.payments.alipay" for r in caplog.records)  # the calls were logged, quietly
+
+
+def test_buyer_checks_out_on_the_storefront_pays_at_alipay_and_sees_the_keys(shop, shop_client):
+    from django.db import connection
+
+    from tests.payments.conftest import make_stock
+    from tests.storefront.conftest import token_of
+
+    sku, plaintexts = make_stock(shop.shop, keys=3, price=1000)
+    connection.set_schema_to_public()
+    browser = shop_client(shop.shop)
+    page = browser.get(f"/p/{sku.product_id}/")
+    response = browser.post(f"/p/{sku.product_id}/", {
+        "token": token_of(page), "sku": sku.pk, "quantity": 2, "contact": "buyer@example.com",
+        "query_password": "s3cret-pw", "payment": "alipay"})
+    assert response.status_code == 302 and response["Location"].startswith(shop.fake.gateway_url + "?")
+    params = redirect_params(response["Location"])
+    assert params["notify_url"] == f"http://{host_of(shop.shop)}{HOOK}"  # the shop's own address
+    return_url = params["return_url"]
+    assert requests.get(response["Location"], timeout=10).status_code == 200  # Alipay's cashier
+    (out_trade_no,) = shop.fake.trades
+    assert shop.bridge.call(lambda: shop.fake.pay(out_trade_no)).text == "success"
+    html = browser.get(return_url).content.decode()  # Alipay sends the buyer back
+    assert len([key for key in plaintexts if key in html]) == 2

@@ -473,3 +473,35 @@ def test_console_and_api_never_show_the_secrets(shop, shop_client, alice):
     for page in pages:
         text = page.content.decode()
         assert shop.merchant.apiv3_key not in text and key_body[:40] not in text and key_body[-40:] not in text
+
+
+def test_buyer_checks_out_on_the_storefront_scans_and_sees_the_keys(shop, shop_client):
+    """The whole buyer path on the shop's own pages: the product page, the QR code on the
+    order page, WeChat's notification to the shop's address, the keys on the order page."""
+    from django.db import connection
+
+    from tests.payments.conftest import make_stock
+    from tests.storefront.conftest import token_of
+
+    sku, plaintexts = make_stock(shop.shop, keys=3, price=1000)
+    connection.set_schema_to_public()
+    browser = shop_client(shop.shop)
+    page = browser.get(f"/p/{sku.product_id}/")
+    assert page.status_code == 200 and "WeChat Pay" in page.content.decode()
+    response = browser.post(f"/p/{sku.product_id}/", {
+        "token": token_of(page), "sku": sku.pk, "quantity": 2, "contact": "buyer@example.com",
+        "query_password": "s3cret-pw", "payment": "wechatpay"})
+    assert response.status_code == 302
+    order_page = browser.get(response["Location"])
+    html = order_page.content.decode()
+    (out_trade_no,) = shop.fake.orders
+    code_url = shop.fake.orders[out_trade_no]["answer"]["code_url"]
+    assert 'data-testid="qr"' in html and code_url.replace("&", "&amp;") in html
+    # the notify URL the storefront gave is the shop's own address
+    assert shop.fake.orders[out_trade_no]["notify_url"] == f"http://{host_of(shop.shop)}{HOOK}"
+
+    answer = shop.bridge.call(lambda: shop.fake.pay(out_trade_no))  # the buyer scans and pays
+    assert answer.status_code == 204
+    html = browser.get(response["Location"]).content.decode()
+    shown = [key for key in plaintexts if key in html]
+    assert len(shown) == 2 and 'data-testid="keys"' in html
