@@ -404,3 +404,27 @@ def test_secrets_and_tokens_appear_in_no_log_or_answer(paypal_shop, fake_paypal,
     assert len(tokens) == 2
     for secret in (CLIENT_SECRET, base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode(), *tokens):
         assert secret not in text and secret.encode() not in answers
+
+
+def test_api_test_connection(alpha, alice, bob, fake_paypal):
+    from rest_framework.authtoken.models import Token
+
+    api = Client(HTTP_HOST=host_of(alpha), HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice).key}")
+    url = "/api/v1/plugins/paypal/test-connection/"
+    assert api.post(url).json() == {"ok": False, "message": "Save the settings of PayPal first, then test the "
+                                                            "connection."}
+    with tenant_context(alpha):
+        enable_paypal(alpha)
+    answer = api.post(url)
+    assert answer.status_code == 200 and answer.json() == {
+        "ok": True, "message": "Connected to PayPal (sandbox): the client ID and secret work."}
+    fake_paypal.client_secret = "ERotated-" + "r" * 40
+    answer = api.post(url)
+    assert answer.status_code == 400 and "refused the shop's client ID and secret" in answer.json()["message"]
+    assert CLIENT_SECRET not in answer.content.decode()
+    assert api.post("/api/v1/plugins/nope/test-connection/").status_code == 404
+    wallet = api.post("/api/v1/plugins/wallet/test-connection/")
+    assert wallet.status_code == 400 and wallet.json()["message"] == "Wallet balance offers no connection test."
+    outsider = Client(HTTP_HOST=host_of(alpha), HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=bob).key}")
+    assert outsider.post(url).status_code == 403
+    assert len(fake_paypal.received("POST", r"/v1/oauth2/token")) == 2
