@@ -211,8 +211,8 @@ def test_a_voided_order_is_reported_failed(paypal_shop, fake_paypal, bridge):
 
 def test_a_timeout_on_create_is_retried_with_the_same_request_id_and_makes_one_order(paypal_shop, fake_paypal,
                                                                                     bridge, settings):
-    settings.KAMENG_PAYMENT_HTTP_TIMEOUT = (3.05, 0.5)
-    fake_paypal.stall("POST", r"/v2/checkout/orders", 1.5)
+    settings.KAMENG_PAYMENT_HTTP_TIMEOUT = (3.05, 1.0)
+    fake_paypal.stall("POST", r"/v2/checkout/orders", 2.0)
     _, _, order, payment, action = start(paypal_shop, bridge)
     sent = fake_paypal.received("POST", r"/v2/checkout/orders")
     assert len(sent) == 2 and sent[0].body == sent[1].body
@@ -222,8 +222,8 @@ def test_a_timeout_on_create_is_retried_with_the_same_request_id_and_makes_one_o
 
 def test_a_timeout_on_capture_is_retried_and_captures_once(paypal_shop, fake_paypal, bridge, settings):
     _, _, order, payment, _ = start(paypal_shop, bridge)
-    settings.KAMENG_PAYMENT_HTTP_TIMEOUT = (3.05, 0.5)
-    fake_paypal.stall("POST", r"/v2/checkout/orders/.*/capture", 1.5)
+    settings.KAMENG_PAYMENT_HTTP_TIMEOUT = (3.05, 1.0)
+    fake_paypal.stall("POST", r"/v2/checkout/orders/.*/capture", 2.0)
     assert deliver(bridge, fake_paypal, fake_paypal.approve(payment.external_id)).status_code == 200
     assert len(fake_paypal.received("POST", r"/v2/checkout/orders/.*/capture")) == 2
     assert len(fake_paypal.captures) == 1

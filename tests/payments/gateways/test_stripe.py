@@ -215,8 +215,8 @@ def test_a_lost_webhook_is_recovered_by_the_poller(stripe_shop, fake_stripe, bri
 
 def test_a_timeout_on_create_is_retried_with_the_same_key_and_charges_once(stripe_shop, fake_stripe, bridge,
                                                                           settings):
-    settings.KAMENG_PAYMENT_HTTP_TIMEOUT = (3.05, 0.5)
-    fake_stripe.stall("POST", r"/v1/checkout/sessions", 1.5)  # made at Stripe, the answer is late
+    settings.KAMENG_PAYMENT_HTTP_TIMEOUT = (3.05, 1.0)
+    fake_stripe.stall("POST", r"/v1/checkout/sessions", 2.0)  # made at Stripe, the answer is late
     _, _, order, payment, action = start(stripe_shop, bridge)
     sent = fake_stripe.received("POST", r"/v1/checkout/sessions")
     assert len(sent) == 2 and sent[0].body == sent[1].body
