@@ -428,3 +428,34 @@ def test_api_test_connection(alpha, alice, bob, fake_paypal):
     outsider = Client(HTTP_HOST=host_of(alpha), HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=bob).key}")
     assert outsider.post(url).status_code == 403
     assert len(fake_paypal.received("POST", r"/v1/oauth2/token")) == 2
+
+
+def test_the_buyer_back_on_the_order_page_gets_the_order_captured_without_a_webhook(
+        paypal_shop, fake_paypal, bridge, django_capture_on_commit_callbacks):
+    _, _, order, payment, _ = start(paypal_shop, bridge)
+    fake_paypal.approve(payment.external_id)  # approved at PayPal; its webhook is slow or lost
+    browser = Client(HTTP_HOST=host_of(paypal_shop))
+    with django_capture_on_commit_callbacks(execute=True):
+        landing = browser.get(f"/order/{order.number}/?t={order.access_token}&token={payment.external_id}")
+    assert landing.status_code == 200
+    order.refresh_from_db()
+    assert order.status == Order.Status.DELIVERED and len(fake_paypal.captures) == 1
+    assert browser.get(f"/order/{order.number}/status.json").json() == {"status": "delivered"}
+
+
+def test_the_order_page_asks_the_gateway_at_most_every_ten_seconds(paypal_shop, fake_paypal, bridge,
+                                                                   django_capture_on_commit_callbacks):
+    _, _, order, payment, _ = start(paypal_shop, bridge)
+    browser = Client(HTTP_HOST=host_of(paypal_shop))
+    with django_capture_on_commit_callbacks(execute=True):
+        browser.get(f"/order/{order.number}/?t={order.access_token}")
+        for _ in range(5):  # the page polls every second
+            assert browser.get(f"/order/{order.number}/status.json").json() == {"status": "pending_payment"}
+    assert len(fake_paypal.received("GET", rf"/v2/checkout/orders/{payment.external_id}")) == 1
+    assert not fake_paypal.captures  # not approved yet: nothing to capture
+    from django.core.cache import cache
+
+    cache.delete(f"payments:check:{order.pk}")  # ten seconds later
+    with django_capture_on_commit_callbacks(execute=True):
+        browser.get(f"/order/{order.number}/status.json")
+    assert len(fake_paypal.received("GET", rf"/v2/checkout/orders/{payment.external_id}")) == 2
