@@ -19,7 +19,7 @@ from platform_core.orders.models import Order
 from platform_core.orders.services import order_delivered_items, order_refund
 from platform_core.payments.models import Payment, Refund, WebhookEvent
 from platform_core.payments.services import payment_start, payments_poll_pending, provider_for
-from plugins.payment import PaymentMisconfigured, PaymentRetryable
+from plugins.payment import PaymentMisconfigured
 from plugins.services import PluginError, plugin_configure
 from tests.conftest import host_of
 from tests.fakegateways.paypal import CLIENT_ID, CLIENT_SECRET, WEBHOOK_ID
