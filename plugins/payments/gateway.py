@@ -38,9 +38,10 @@ Amounts (integers in minor units everywhere in Kameng):
     ``to_decimal_string(1234, "CNY") == "12.34"``, ``to_decimal_string(1234, "JPY") == "1234"``;
     ``from_decimal_string("12.34", "CNY") == 1234`` refuses signs, exponents and more
     decimals than the currency has; both take optional ``gateway_exponents`` for
-    currencies a gateway writes with other decimals (PayPal: HUF, TWD without); ``to_gateway_minor`` / ``from_gateway_minor`` convert
-    for minor-unit gateways whose exponent for a currency differs from ours (zero-decimal
-    JPY and KRW are the same number on both sides).
+    currencies a gateway writes with other decimals (PayPal: HUF, TWD without);
+    ``to_gateway_minor`` / ``from_gateway_minor`` convert for minor-unit gateways whose
+    exponent for a currency differs from ours (zero-decimal JPY and KRW are the same
+    number on both sides).
 
 Typed errors live in ``plugins.payment``: ``PaymentDeclined``, ``PaymentRetryable``,
 ``PaymentMisconfigured`` (all ``PaymentError``, with plain-words ``message``).

@@ -56,7 +56,7 @@ def echo():
 @pytest.fixture
 def fast(settings):
     settings.KAMENG_PAYMENT_HTTP_BACKOFF = 0.01
-    settings.KAMENG_PAYMENT_HTTP_TIMEOUT = (1.0, 0.5)
+    settings.KAMENG_PAYMENT_HTTP_TIMEOUT = (1.0, 1.0)
     return settings
 
 
@@ -144,7 +144,7 @@ def test_a_create_without_idempotency_key_is_never_retried(echo, fast):
 
 
 def test_a_create_with_idempotency_key_is_retried_after_a_timeout_with_the_same_key(echo, fast):
-    echo.stall("POST", r"/v1/charges", 1.0)  # the charge is made; the answer comes too late
+    echo.stall("POST", r"/v1/charges", 2.0)  # the charge is made; the answer comes too late
     response = client_for(echo).request("POST", "/v1/charges", data={"amount": 100}, idempotency_key="order-7")
     assert response.status == 200 and response.attempts == 2
     sent = echo.received("POST", r"/v1/charges")
@@ -154,7 +154,7 @@ def test_a_create_with_idempotency_key_is_retried_after_a_timeout_with_the_same_
 
 
 def test_a_timeout_on_a_create_without_key_is_reported_not_repeated(echo, fast):
-    echo.stall("POST", r"/v1/charges", 1.0)
+    echo.stall("POST", r"/v1/charges", 2.0)
     with pytest.raises(PaymentRetryable, match="did not answer in time"):
         client_for(echo).request("POST", "/v1/charges", data={"amount": 100})
     assert len(echo.received("POST")) == 1

@@ -19,7 +19,7 @@ from platform_core.orders.models import Order
 from platform_core.orders.services import order_delivered_items, order_refund
 from platform_core.payments.models import Payment, Refund, WebhookEvent
 from platform_core.payments.services import payment_start, payments_poll_pending, provider_for
-from plugins.payment import PaymentMisconfigured, PaymentRetryable
+from plugins.payment import PaymentMisconfigured
 from plugins.services import PluginError, plugin_configure
 from tests.conftest import host_of
 from tests.fakegateways.paypal import CLIENT_ID, CLIENT_SECRET, WEBHOOK_ID
@@ -211,8 +211,8 @@ def test_a_voided_order_is_reported_failed(paypal_shop, fake_paypal, bridge):
 
 def test_a_timeout_on_create_is_retried_with_the_same_request_id_and_makes_one_order(paypal_shop, fake_paypal,
                                                                                     bridge, settings):
-    settings.KAMENG_PAYMENT_HTTP_TIMEOUT = (3.05, 0.5)
-    fake_paypal.stall("POST", r"/v2/checkout/orders", 1.5)
+    settings.KAMENG_PAYMENT_HTTP_TIMEOUT = (3.05, 1.0)
+    fake_paypal.stall("POST", r"/v2/checkout/orders", 2.0)
     _, _, order, payment, action = start(paypal_shop, bridge)
     sent = fake_paypal.received("POST", r"/v2/checkout/orders")
     assert len(sent) == 2 and sent[0].body == sent[1].body
@@ -222,8 +222,8 @@ def test_a_timeout_on_create_is_retried_with_the_same_request_id_and_makes_one_o
 
 def test_a_timeout_on_capture_is_retried_and_captures_once(paypal_shop, fake_paypal, bridge, settings):
     _, _, order, payment, _ = start(paypal_shop, bridge)
-    settings.KAMENG_PAYMENT_HTTP_TIMEOUT = (3.05, 0.5)
-    fake_paypal.stall("POST", r"/v2/checkout/orders/.*/capture", 1.5)
+    settings.KAMENG_PAYMENT_HTTP_TIMEOUT = (3.05, 1.0)
+    fake_paypal.stall("POST", r"/v2/checkout/orders/.*/capture", 2.0)
     assert deliver(bridge, fake_paypal, fake_paypal.approve(payment.external_id)).status_code == 200
     assert len(fake_paypal.received("POST", r"/v2/checkout/orders/.*/capture")) == 2
     assert len(fake_paypal.captures) == 1
@@ -404,3 +404,58 @@ def test_secrets_and_tokens_appear_in_no_log_or_answer(paypal_shop, fake_paypal,
     assert len(tokens) == 2
     for secret in (CLIENT_SECRET, base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode(), *tokens):
         assert secret not in text and secret.encode() not in answers
+
+
+def test_api_test_connection(alpha, alice, bob, fake_paypal):
+    from rest_framework.authtoken.models import Token
+
+    api = Client(HTTP_HOST=host_of(alpha), HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice).key}")
+    url = "/api/v1/plugins/paypal/test-connection/"
+    assert api.post(url).json() == {"ok": False, "message": "Save the settings of PayPal first, then test the "
+                                                            "connection."}
+    with tenant_context(alpha):
+        enable_paypal(alpha)
+    answer = api.post(url)
+    assert answer.status_code == 200 and answer.json() == {
+        "ok": True, "message": "Connected to PayPal (sandbox): the client ID and secret work."}
+    fake_paypal.client_secret = "ERotated-" + "r" * 40
+    answer = api.post(url)
+    assert answer.status_code == 400 and "refused the shop's client ID and secret" in answer.json()["message"]
+    assert CLIENT_SECRET not in answer.content.decode()
+    assert api.post("/api/v1/plugins/nope/test-connection/").status_code == 404
+    wallet = api.post("/api/v1/plugins/wallet/test-connection/")
+    assert wallet.status_code == 400 and wallet.json()["message"] == "Wallet balance offers no connection test."
+    outsider = Client(HTTP_HOST=host_of(alpha), HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=bob).key}")
+    assert outsider.post(url).status_code == 403
+    assert len(fake_paypal.received("POST", r"/v1/oauth2/token")) == 2
+
+
+def test_the_buyer_back_on_the_order_page_gets_the_order_captured_without_a_webhook(
+        paypal_shop, fake_paypal, bridge, django_capture_on_commit_callbacks):
+    _, _, order, payment, _ = start(paypal_shop, bridge)
+    fake_paypal.approve(payment.external_id)  # approved at PayPal; its webhook is slow or lost
+    browser = Client(HTTP_HOST=host_of(paypal_shop))
+    with django_capture_on_commit_callbacks(execute=True):
+        landing = browser.get(f"/order/{order.number}/?t={order.access_token}&token={payment.external_id}")
+    assert landing.status_code == 200
+    order.refresh_from_db()
+    assert order.status == Order.Status.DELIVERED and len(fake_paypal.captures) == 1
+    assert browser.get(f"/order/{order.number}/status.json").json() == {"status": "delivered"}
+
+
+def test_the_order_page_asks_the_gateway_at_most_every_ten_seconds(paypal_shop, fake_paypal, bridge,
+                                                                   django_capture_on_commit_callbacks):
+    _, _, order, payment, _ = start(paypal_shop, bridge)
+    browser = Client(HTTP_HOST=host_of(paypal_shop))
+    with django_capture_on_commit_callbacks(execute=True):
+        browser.get(f"/order/{order.number}/?t={order.access_token}")
+        for _ in range(5):  # the page polls every second
+            assert browser.get(f"/order/{order.number}/status.json").json() == {"status": "pending_payment"}
+    assert len(fake_paypal.received("GET", rf"/v2/checkout/orders/{payment.external_id}")) == 1
+    assert not fake_paypal.captures  # not approved yet: nothing to capture
+    from django.core.cache import cache
+
+    cache.delete(f"payments:check:{order.pk}")  # ten seconds later
+    with django_capture_on_commit_callbacks(execute=True):
+        browser.get(f"/order/{order.number}/status.json")
+    assert len(fake_paypal.received("GET", rf"/v2/checkout/orders/{payment.external_id}")) == 2
