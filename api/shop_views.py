@@ -72,3 +72,26 @@ class PluginDetailApi(APIView):
         except UnknownPlugin:
             raise NotFound("No such plugin.") from None
         return Response(PluginOutputSerializer(self._listing(request, slug)).data)
+
+
+class PluginTestConnectionOutput(serializers.Serializer):
+    ok = serializers.BooleanField()
+    message = serializers.CharField()
+
+
+class PluginTestConnectionApi(APIView):
+    """Ask the plugin's service whether the saved credentials work (payment gateways)."""
+
+    permission_classes = [IsShopManager]
+
+    @extend_schema(request=None, responses={200: PluginTestConnectionOutput, 400: PluginTestConnectionOutput},
+                   summary="Test a plugin's saved credentials against its service; nothing is charged")
+    def post(self, request, slug):
+        try:
+            message = services.plugin_test_connection(shop=request.tenant, slug=slug, actor=request.user,
+                                                      request=request)
+        except UnknownPlugin:
+            raise NotFound("No such plugin.") from None
+        except services.PluginError as exc:
+            return Response({"ok": False, "message": exc.message}, status=400)
+        return Response({"ok": True, "message": message})

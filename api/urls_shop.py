@@ -2,7 +2,7 @@ from django.urls import path
 
 from api import commerce_views as commerce
 from api import reconciliation_views as reconciliation
-from api.shop_views import PluginDetailApi, PluginListApi, ShopDetailApi
+from api.shop_views import PluginDetailApi, PluginListApi, PluginTestConnectionApi, ShopDetailApi
 from api.payment_views import OrderPaymentStartApi
 from api.urls_common import schema_patterns
 
@@ -10,6 +10,8 @@ urlpatterns = [
     path("v1/shop/", ShopDetailApi.as_view(), name="api-shop"),
     path("v1/plugins/", PluginListApi.as_view(), name="api-plugins"),
     path("v1/plugins/<slug:slug>/", PluginDetailApi.as_view(), name="api-plugin"),
+    path("v1/plugins/<slug:slug>/test-connection/", PluginTestConnectionApi.as_view(),
+         name="api-plugin-test-connection"),
     # commerce: catalog, stock, orders, tickets, customers
     path("v1/categories/", commerce.CategoryListApi.as_view(), name="api-categories"),
     path("v1/categories/<int:pk>/", commerce.CategoryDetailApi.as_view(), name="api-category"),

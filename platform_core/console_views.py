@@ -76,6 +76,19 @@ def plugin_toggle_view(request, slug):
     return redirect("manage:plugins")
 
 
+@require_POST
+def plugin_test_connection_view(request, slug):
+    _require_manage(request)
+    try:
+        messages.success(request, plugin_services.plugin_test_connection(shop=request.tenant, slug=slug,
+                                                                         actor=request.user, request=request))
+    except UnknownPlugin:
+        raise Http404("No such plugin.") from None
+    except plugin_services.PluginError as exc:
+        messages.error(request, exc.message)
+    return redirect("manage:plugin_configure", slug=slug)
+
+
 def plugin_configure_view(request, slug):
     try:
         plugin_class = get_plugin_class(slug)
@@ -103,6 +116,8 @@ def plugin_configure_view(request, slug):
         config=config, can_manage=can_manage(request),
         unavailable_reason=plugin_class.unavailable_reason(request.tenant),
         stored_secrets=sorted((config.secrets or {}).keys()) if config else [],
+        can_test_connection=getattr(plugin_class, "supports_test_connection", False),
+        service_name=getattr(plugin_class, "gateway_name", "") or plugin_class.name,
     )
 
 

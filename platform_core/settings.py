@@ -95,9 +95,19 @@ KAMENG_BUILTIN_PLUGINS = [
     "plugins.marketing.store_notice",
     "plugins.payments.sandbox",
     "plugins.payments.wallet",
+    "plugins.payments.alipay",
+    "plugins.payments.wechatpay",
+    "plugins.payments.epay",
+    "plugins.payments.stripe",
+    "plugins.payments.paypal",
 ]
 # the bundled sandbox payment gateway (docs/payments-sandbox.md); off in production: its Pay button moves no money
 KAMENG_SANDBOX_URL = os.environ.get("KAMENG_SANDBOX_URL", f"http://127.0.0.1:{os.environ.get('SANDBOX_PORT', '8001')}")
+# real gateways' API hosts; set only to route through an egress proxy (tests point them at local fakes)
+KAMENG_STRIPE_API_BASE = os.environ.get("KAMENG_STRIPE_API_BASE", "")
+KAMENG_PAYPAL_API_BASE = os.environ.get("KAMENG_PAYPAL_API_BASE", "")
+KAMENG_ALIPAY_API_BASE = os.environ.get("KAMENG_ALIPAY_API_BASE", "")
+KAMENG_WECHATPAY_API_BASE = os.environ.get("KAMENG_WECHATPAY_API_BASE", "")
 KAMENG_SANDBOX_ENABLED = os.environ.get("KAMENG_SANDBOX_ENABLED", "0" if PRODUCTION else "1") == "1"
 KAMENG_PLUGINS_EXCLUDE = [p for p in os.environ.get("KAMENG_PLUGINS_EXCLUDE", "").split(",") if p]
 KAMENG_PLUGIN_APPS = discover_plugin_apps(KAMENG_BUILTIN_PLUGINS, exclude=KAMENG_PLUGINS_EXCLUDE)

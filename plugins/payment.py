@@ -78,6 +78,31 @@ class PaymentError(Exception):
         self.message, self.retryable = message, retryable
 
 
+class PaymentDeclined(PaymentError):
+    """The gateway refused this payment or refund for a reason of the buyer's or the
+    payment's own (card declined, insufficient funds, nothing left to refund). Trying
+    again unchanged will not help."""
+
+    def __init__(self, message: str = "The payment was declined. Try another card or payment method."):
+        super().__init__(message, retryable=False)
+
+
+class PaymentRetryable(PaymentError):
+    """The gateway could not be reached or had a passing problem (timeout, 429, 5xx).
+    The same request may be sent again later; nothing is known to have moved."""
+
+    def __init__(self, message: str = "The payment service did not answer. Try again in a moment."):
+        super().__init__(message, retryable=True)
+
+
+class PaymentMisconfigured(PaymentError):
+    """The shop's settings for this gateway are missing or refused (wrong key, revoked
+    credentials, wrong account). Staff must fix the plugin settings; buyers cannot."""
+
+    def __init__(self, message: str = "This payment method is not set up correctly; the shop must check its settings."):
+        super().__init__(message, retryable=False)
+
+
 class WebhookRejected(Exception):
     """The request is not a genuine event from the gateway (bad signature, stale, malformed)."""
 

@@ -135,3 +135,25 @@ def plugin_disable(*, shop, slug: str, actor=None, request=None) -> PluginConfig
         audit_record(action="plugin.disabled", actor=actor, request=request, target=config, data={"slug": slug})
         _forget_now_and_on_commit()
     return config
+
+
+def plugin_test_connection(*, shop, slug: str, actor=None, request=None) -> str:
+    """Let a plugin call its service with the stored credentials (payment gateways:
+    ``test_connection()``). Returns its plain-words answer; a failure is a PluginError."""
+    from plugins.payment import PaymentError
+
+    plugin_class = get_plugin_class(slug)
+    if not getattr(plugin_class, "supports_test_connection", False):
+        raise PluginError(f"{plugin_class.name} offers no connection test.")
+    config = PluginConfig.objects.filter(slug=slug).first()
+    if config is None or not config.secrets:
+        raise PluginError(f"Save the settings of {plugin_class.name} first, then test the connection.")
+    try:
+        message, ok = plugin_class(shop, config).test_connection(), True
+    except PaymentError as exc:
+        message, ok = exc.message, False
+    audit_record(action="plugin.connection_tested", actor=actor, request=request, target=config,
+                 data={"slug": slug, "ok": ok})
+    if not ok:
+        raise PluginError(message)
+    return message

@@ -19,6 +19,11 @@ class UnknownProvider(LookupError):
     pass
 
 
+class EventNotReady(Exception):
+    """The event is genuine but comes before the one it depends on (a refund before the
+    payment's success): nothing is stored, the gateway is asked to send it again."""
+
+
 def payment_providers(order: Order | None = None) -> list[PaymentPlugin]:
     """Payment plugins enabled in the current shop (and allowed for ``order``)."""
     providers = [p for p in enabled_plugins() if isinstance(p, PaymentPlugin)]
@@ -72,6 +77,10 @@ def record_event(*, provider: str, event: GatewayEvent) -> str:
             WebhookEvent.objects.filter(provider=provider, event_id=event.event_id).update(result=result,
                                                                                            payment=payment)
             return result
+    except EventNotReady as exc:
+        # rolled back, inbox row included, so the re-sent event is applied when it fits
+        logger.info("gateway event %s/%s deferred: %s", provider, event.event_id, exc)
+        return "deferred"
     except IntegrityError:
         if WebhookEvent.objects.filter(provider=provider, event_id=event.event_id).exists():
             return "duplicate"  # a replay, or a parallel delivery that won
@@ -131,6 +140,9 @@ def _apply_to(payment: Payment | None, provider: str, event: GatewayEvent) -> st
             payment.save(update_fields=["status"])
         return "failed"
     if event.kind == "refund.succeeded":
+        if payment.status not in (Payment.Status.SUCCEEDED, Payment.Status.DUPLICATE):
+            # gateways do not keep events in order: the success is still on its way
+            raise EventNotReady(f"refund for payment {payment.pk} before its success")
         refund = payment.refunds.filter(external_id=event.refund_external_id).first() if event.refund_external_id \
             else None
         if refund is not None:
@@ -176,6 +188,23 @@ def payment_refund(*, payment: Payment, amount: int, reason: str, actor: str) ->
     return refund
 
 
+def _poll_payment(payment: Payment) -> str | None:
+    """Ask the gateway about one pending payment and record what it says (a lost or slow
+    webhook); the event id is stable so a poll and a webhook never count twice."""
+    try:
+        provider = provider_for(payment.provider)
+        status = provider.fetch_status(payment)
+    except (UnknownProvider, PaymentError, OperationalError) as exc:
+        logger.warning("could not poll payment %s: %s", payment.pk, exc)
+        return None
+    if status.status not in ("succeeded", "failed"):
+        return None
+    return record_event(provider=payment.provider, event=GatewayEvent(
+        event_id=f"poll:{payment.pk}:{status.status}", kind=f"payment.{status.status}",
+        payment_reference=str(payment.pk), external_id=status.external_id, amount=status.amount,
+        currency=status.currency, raw={"source": "poll"}))
+
+
 def payments_poll_pending(*, older_than_minutes: int = 5) -> int:
     """Beat job: ask the gateway about payments stuck in pending (a lost webhook)."""
     from datetime import timedelta
@@ -184,16 +213,36 @@ def payments_poll_pending(*, older_than_minutes: int = 5) -> int:
     fixed = 0
     for payment in Payment.objects.filter(status=Payment.Status.PENDING, created_at__lt=cutoff,
                                           created_at__gt=cutoff - timedelta(days=2)).select_related("order"):
-        try:
-            provider = provider_for(payment.provider)
-            status = provider.fetch_status(payment)
-        except (UnknownProvider, PaymentError, OperationalError) as exc:
-            logger.warning("could not poll payment %s: %s", payment.pk, exc)
-            continue
-        if status.status in ("succeeded", "failed"):
-            result = record_event(provider=payment.provider, event=GatewayEvent(
-                event_id=f"poll:{payment.pk}:{status.status}", kind=f"payment.{status.status}",
-                payment_reference=str(payment.pk), external_id=status.external_id, amount=status.amount,
-                currency=status.currency, raw={"source": "poll"}))
-            fixed += result == "paid"
+        fixed += _poll_payment(payment) == "paid"
     return fixed
+
+
+#: a buyer waiting on the order page asks the gateways at most this often
+CHECK_INTERVAL_SECONDS = 10
+
+
+def payments_check_order(*, order_id: int) -> int:
+    """Ask the gateways about one order's pending payments now (task; see
+    ``payments_request_check``). Returns how many were found paid."""
+    from datetime import timedelta
+
+    since = timezone.now() - timedelta(days=2)
+    payments = Payment.objects.filter(order_id=order_id, status=Payment.Status.PENDING, created_at__gt=since,
+                                      external_id__isnull=False).select_related("order")
+    return sum(_poll_payment(payment) == "paid" for payment in payments)
+
+
+def payments_request_check(*, order_number: str) -> bool:
+    """The buyer is back from the gateway's page and waiting: have a worker ask the
+    gateway (PayPal captures an approved order then) instead of waiting for the webhook
+    or the five-minute poller. Throttled per order; never blocks the request."""
+    from django.core.cache import cache
+
+    from platform_core.orders.tasks import check_order_payments
+
+    order_id = Order.objects.filter(number=order_number, status=Order.Status.PENDING_PAYMENT,
+                                    payments__status=Payment.Status.PENDING).values_list("pk", flat=True).first()
+    if order_id is None or not cache.add(f"payments:check:{order_id}", 1, CHECK_INTERVAL_SECONDS):
+        return False
+    transaction.on_commit(lambda: check_order_payments.delay(order_id))
+    return True

@@ -1,15 +1,17 @@
 """Gateway webhooks: ``POST /hooks/payments/<slug>/`` on the shop's host.
 
 Thin on purpose: the provider verifies and translates, ``record_event`` applies each
-event exactly once. A lock wait that runs out answers 503 so the gateway retries."""
+event exactly once. A lock wait that runs out answers 503 and an event that came before
+the one it depends on (a refund before the payment's success) answers 409, so the
+gateway sends it again later."""
 from __future__ import annotations
 
 import logging
 
 from django.db import OperationalError, connection, transaction
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseNotAllowed
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods
 
 from platform_core.payments.services import payment_providers, record_event
 from plugins.payment import WebhookRejected
@@ -25,12 +27,15 @@ def _text(message: str, status: int) -> HttpResponse:
 
 
 @csrf_exempt  # gateways cannot send a CSRF token; the provider verifies the signature instead
-@require_POST
+@require_http_methods(["GET", "POST"])
 def payment_webhook(request, slug: str):
     shop = getattr(connection, "tenant", None)
     provider = next((p for p in payment_providers() if p.slug == slug), None)
     if provider is None:  # unknown, or not enabled in this shop
         return _text("No such payment method here.", 404)
+    # POST only, unless the gateway notifies by GET (EPay); either way the provider verifies
+    if request.method not in getattr(provider, "webhook_methods", ("POST",)):
+        return HttpResponseNotAllowed(getattr(provider, "webhook_methods", ("POST",)))
     try:
         events = provider.handle_webhook(request)
     except WebhookRejected as exc:
@@ -46,4 +51,6 @@ def payment_webhook(request, slug: str):
         logger.warning("payment webhook deferred: shop=%s provider=%s: %s", getattr(shop, "schema_name", "?"),
                        slug, type(exc).__name__)
         return _text("Busy; send this event again later.", 503)
+    if "deferred" in results:  # an event that came before the one it depends on: send it again later
+        return _text("This event came before the one it depends on; send it again later.", 409)
     return provider.webhook_response(results)

@@ -39,7 +39,7 @@ from platform_core.orders.services import (
     unit_price_for,
     wallet_topup_order,
 )
-from platform_core.payments.services import UnknownProvider, payment_providers, payment_start
+from platform_core.payments.services import UnknownProvider, payment_providers, payment_start, payments_request_check
 from platform_core.ratelimit import rate_limited
 from platform_core.storefront import selectors
 from platform_core.storefront.forms import (
@@ -387,6 +387,8 @@ def _order_context(request, order: Order, **extra) -> dict:
 @storefront_page
 def order_page(request, number: str):
     order = _owned_order(request, number)
+    if order.status == Order.Status.PENDING_PAYMENT:  # back from the gateway's page, perhaps
+        payments_request_check(order_number=order.number)
     response = render(request, "order.html", _order_context(request, order))
     response["Cache-Control"] = "no-store, private"
     response["Referrer-Policy"] = "no-referrer"
@@ -401,6 +403,8 @@ def order_status(request, number: str):
                                               customer_id=request.session.get(customers.SESSION_KEY))
     if status is None:
         return JsonResponse({"error": "not_found"}, status=404)
+    if status == Order.Status.PENDING_PAYMENT:
+        payments_request_check(order_number=number)
     return JsonResponse({"status": status})
 
 
