@@ -122,6 +122,7 @@ SHARED_APPS = [
     "platform_core",
     "plugins",
     "shop_templates",
+    "billing",
     "api",
 ]
 TENANT_APPS = [
@@ -233,6 +234,22 @@ CELERY_TASK_TENANT_CACHE_SECONDS = 30
 CELERY_BEAT_SCHEDULER = "platform_core.beat.ShopAwareScheduler"
 CELERY_BEAT_SCHEDULE_FILENAME = str(STATE_DIR / "celerybeat-schedule")
 KAMENG_WORKER_HEARTBEAT_SECONDS = 15
+
+# --- platform billing (docs/billing.md) -----------------------------------------------
+# the plan a new shop's trial runs on, and the plan a cancelled subscription falls back to
+KAMENG_BILLING_TRIAL_PLAN = os.environ.get("KAMENG_BILLING_TRIAL_PLAN", "pro")
+KAMENG_BILLING_FALLBACK_PLAN = os.environ.get("KAMENG_BILLING_FALLBACK_PLAN", "free")
+KAMENG_BILLING_TAX_BP = int(os.environ.get("KAMENG_BILLING_TAX_BP", "0"))  # tax on invoices, basis points
+# dunning: retries this many days after an invoice is due, suspension after the grace period
+KAMENG_BILLING_RETRY_DAYS = [int(d) for d in os.environ.get("KAMENG_BILLING_RETRY_DAYS", "1,3,7").split(",")]
+KAMENG_BILLING_GRACE_DAYS = int(os.environ.get("KAMENG_BILLING_GRACE_DAYS", "10"))
+KAMENG_BILLING_LINK_SECONDS = int(os.environ.get("KAMENG_BILLING_LINK_SECONDS", "300"))  # invoice download links
+# where invoice PDFs live: the default storage (filesystem in development, S3 when S3_BUCKET is set)
+KAMENG_BILLING_STORAGE = os.environ.get("KAMENG_BILLING_STORAGE", "default")
+# the platform's own payment provider for collecting invoices (same interface as shop payment plugins)
+KAMENG_BILLING_PROVIDER = os.environ.get("KAMENG_BILLING_PROVIDER", "billing.gateway.SandboxBillingGateway")
+KAMENG_BILLING_SANDBOX_KEY = os.environ.get("KAMENG_BILLING_SANDBOX_KEY", "") or (
+    "" if PRODUCTION else "sk_sandbox_" + _dev_secret("BILLING_SANDBOX_KEY", lambda: secrets.token_hex(16)))
 
 # --- i18n, static, media -------------------------------------------------------------
 LANGUAGE_CODE = "en"
