@@ -139,7 +139,10 @@ def subscription_transition(*, subscription: Subscription, to: str, kind: str, r
     previous = subscription.status
     today = effective or _today(now)
     if to == S.CANCELLED:
-        _restart_span(subscription, subscription.plan, on=today, charged=False, open_new=False)
+        # a cancelled shop stays online on the fallback (Free) plan and is billed by it
+        fallback = Plan.objects.filter(code=settings.KAMENG_BILLING_FALLBACK_PLAN).first()
+        _restart_span(subscription, fallback or subscription.plan, on=today, charged=fallback is not None,
+                      open_new=fallback is not None)
         subscription.cancelled_at = now
     elif previous == S.TRIAL or previous == S.CANCELLED:
         # charging starts today (trial over, or a churned shop came back)

@@ -245,9 +245,9 @@ KAMENG_BILLING_RETRY_DAYS = [int(d) for d in os.environ.get("KAMENG_BILLING_RETR
 KAMENG_BILLING_GRACE_DAYS = int(os.environ.get("KAMENG_BILLING_GRACE_DAYS", "10"))
 KAMENG_BILLING_LINK_SECONDS = int(os.environ.get("KAMENG_BILLING_LINK_SECONDS", "300"))  # invoice download links
 # where invoice PDFs live: the default storage (filesystem in development, S3 when S3_BUCKET is set)
-KAMENG_BILLING_STORAGE = os.environ.get("KAMENG_BILLING_STORAGE", "default")
+KAMENG_BILLING_STORAGE = "default"
 # the platform's own payment provider for collecting invoices (same interface as shop payment plugins)
-KAMENG_BILLING_PROVIDER = os.environ.get("KAMENG_BILLING_PROVIDER", "billing.gateway.SandboxBillingGateway")
+KAMENG_BILLING_PROVIDER = "billing.gateway.SandboxBillingGateway"
 KAMENG_BILLING_SANDBOX_KEY = os.environ.get("KAMENG_BILLING_SANDBOX_KEY", "") or (
     "" if PRODUCTION else "sk_sandbox_" + _dev_secret("BILLING_SANDBOX_KEY", lambda: secrets.token_hex(16)))
 
