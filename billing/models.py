@@ -171,6 +171,7 @@ class Invoice(models.Model):
     tax_bp = models.PositiveIntegerField(default=0)
     tax = models.BigIntegerField(default=0)
     total = models.BigIntegerField()
+    line_count = models.PositiveIntegerField(default=0)  # fixed at issue: no line can be added later
     credits = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="credit_notes")
     bill_to = models.JSONField(default=dict, blank=True)  # shop name, slug, owner e-mail at issue time
     issued_at = models.DateTimeField(default=timezone.now)

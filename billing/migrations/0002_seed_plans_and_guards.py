@@ -22,10 +22,10 @@ BEGIN
       USING ERRCODE = 'insufficient_privilege';
   END IF;
   IF (NEW.shop_id, NEW.kind, NEW.number, NEW.year, NEW.sequence, NEW.period_start, NEW.period_end, NEW.currency,
-      NEW.subtotal, NEW.tax_bp, NEW.tax, NEW.total, NEW.credits_id, NEW.bill_to, NEW.issued_at, NEW.due_at)
+      NEW.subtotal, NEW.tax_bp, NEW.tax, NEW.total, NEW.line_count, NEW.credits_id, NEW.bill_to, NEW.issued_at, NEW.due_at)
      IS DISTINCT FROM
      (OLD.shop_id, OLD.kind, OLD.number, OLD.year, OLD.sequence, OLD.period_start, OLD.period_end, OLD.currency,
-      OLD.subtotal, OLD.tax_bp, OLD.tax, OLD.total, OLD.credits_id, OLD.bill_to, OLD.issued_at, OLD.due_at) THEN
+      OLD.subtotal, OLD.tax_bp, OLD.tax, OLD.total, OLD.line_count, OLD.credits_id, OLD.bill_to, OLD.issued_at, OLD.due_at) THEN
     RAISE EXCEPTION 'invoice % is issued and cannot change; issue a credit note', OLD.number
       USING ERRCODE = 'insufficient_privilege';
   END IF;
@@ -38,8 +38,9 @@ END $$;
 CREATE OR REPLACE FUNCTION public.billing_invoiceline_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF TG_OP = 'INSERT' THEN
-    -- lines are written in the transaction that issues the invoice, never later
-    IF (SELECT xmin::text FROM billing_invoice WHERE id = NEW.invoice_id) <> (pg_current_xact_id()::xid)::text THEN
+    -- the invoice fixes its number of lines when issued; none can be added afterwards
+    IF (SELECT count(*) FROM billing_invoiceline WHERE invoice_id = NEW.invoice_id)
+       >= (SELECT line_count FROM billing_invoice WHERE id = NEW.invoice_id) THEN
       RAISE EXCEPTION 'invoice % is issued; lines cannot be added', NEW.invoice_id
         USING ERRCODE = 'insufficient_privilege';
     END IF;
