@@ -226,29 +226,29 @@ def invoice_store_pdf(*, invoice: Invoice) -> str:
 
 
 LINK_SALT = "billing.invoice-download"
+S3_REDIRECT_SECONDS = 60  # the presigned object URL a valid link redirects to lives this long
 
 
 def invoice_download_url(*, invoice: Invoice, host_prefix: str = "/manage") -> str:
-    """A link that works for ``KAMENG_BILLING_LINK_SECONDS``: a presigned S3 URL where the
-    storage can sign, else a signed token served by our own view under ``host_prefix``."""
+    """A signed link that works for ``KAMENG_BILLING_LINK_SECONDS``. It names the invoice
+    and its stored PDF; :func:`invoice_open_signed` checks signature and age."""
     if not invoice.pdf_key:
         invoice_store_pdf(invoice=invoice)
-    storage = _storage()
-    seconds = settings.KAMENG_BILLING_LINK_SECONDS
-    if hasattr(storage, "bucket_name"):  # S3: the object store checks signature and expiry itself
-        with schema_context("public"):
-            return storage.url(invoice.pdf_key, expire=seconds)
     token = signing.dumps({"invoice": invoice.pk, "key": invoice.pdf_key}, salt=LINK_SALT, compress=True)
     return f"{host_prefix}/billing/file/{token}/"
 
 
-def invoice_open_signed(token: str):
-    """(invoice, file) for a token from :func:`invoice_download_url`; raises
-    ``signing.BadSignature`` (or its subclass ``SignatureExpired``) otherwise."""
+def invoice_open_signed(token: str) -> tuple[Invoice, str | None, object | None]:
+    """For a valid token: (invoice, presigned S3 URL, None) when the storage is S3 (the
+    object store serves it, signed for a minute), else (invoice, None, open file).
+    Raises ``signing.BadSignature`` (``SignatureExpired`` when too old)."""
     data = signing.loads(token, salt=LINK_SALT, max_age=settings.KAMENG_BILLING_LINK_SECONDS)
     invoice = Invoice.objects.get(pk=data["invoice"], pdf_key=data["key"])
-    with schema_context("public"):
-        return invoice, _storage().open(invoice.pdf_key, "rb")
+    storage = _storage()
+    with schema_context("public"):  # the storage prefix follows the schema; invoices live under "platform"
+        if hasattr(storage, "bucket_name"):
+            return invoice, storage.url(invoice.pdf_key, expire=S3_REDIRECT_SECONDS), None
+        return invoice, None, storage.open(invoice.pdf_key, "rb")
 
 
 def invoices_issue_last_month(now: datetime | None = None) -> int:

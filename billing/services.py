@@ -297,3 +297,25 @@ def month_bounds(year: int, month: int) -> tuple[date, date, int]:
     """First day, first day of the next month (exclusive) and the number of days."""
     first = date(year, month, 1)
     return first, next_month_start(first), calendar.monthrange(year, month)[1]
+
+
+def plan_save(*, plan: Plan, actor=None, request=None) -> Plan:
+    """Create or edit a plan from the platform console (validated, audited). Shops see
+    new limits within a minute (the per-shop plan cache)."""
+    from django.core.exceptions import ValidationError
+
+    features = plan.features if isinstance(plan.features, list) else None
+    if features is None or not all(isinstance(f, str) and f.startswith(("plugins.", "plugin.")) for f in features):
+        raise BillingError('Features are a list such as ["plugins.payment", "plugin.sandbox"].', field="features")
+    try:
+        plan.full_clean()
+    except ValidationError as exc:
+        raise BillingError(" ".join(exc.messages), field="plan") from None
+    created = plan.pk is None
+    with transaction.atomic():
+        plan.save()
+        audit_record(action="billing.plan_created" if created else "billing.plan_changed", actor=actor,
+                     target=plan, request=request,
+                     data={"code": plan.code, "fee": plan.monthly_fee, "commission_bp": plan.commission_bp,
+                           "features": plan.features})
+    return plan

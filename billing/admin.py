@@ -1,0 +1,77 @@
+"""Platform console (``/console/``): plans (editable), subscriptions and invoices (read-only)."""
+from django.contrib import admin
+from django.utils.html import format_html
+from unfold.admin import ModelAdmin, TabularInline
+
+from billing import invoicing, services
+from billing.models import Invoice, InvoiceLine, Plan, Subscription, SubscriptionEvent
+from platform_core.admin_sites import platform_console
+from platform_core.money import format_minor
+from tenants.admin import StaffOnly
+
+
+@admin.register(Plan, site=platform_console)
+class PlanAdmin(StaffOnly, ModelAdmin):
+    list_display = ("code", "name", "fee", "commission_bp", "max_products", "max_staff_seats", "max_custom_domains",
+                    "max_monthly_orders", "is_active")
+    fields = ("code", "name", "monthly_fee", "currency", "commission_bp", "max_products", "max_staff_seats",
+              "max_custom_domains", "max_monthly_orders", "features", "trial_days", "sort_order", "is_active")
+
+    def has_add_permission(self, request):
+        return self.has_module_permission(request)
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("code", "currency") if obj else ()  # shops and invoices refer to them
+
+    @admin.display(description="monthly fee")
+    def fee(self, plan):
+        return format_minor(plan.monthly_fee, plan.currency)
+
+    def save_model(self, request, obj, form, change):
+        services.plan_save(plan=obj, actor=request.user, request=request)
+
+
+class EventInline(StaffOnly, TabularInline):
+    model = SubscriptionEvent
+    fields = ("created_at", "kind", "from_status", "to_status", "data", "actor_email")
+    readonly_fields = fields
+    extra = 0
+
+
+@admin.register(Subscription, site=platform_console)
+class SubscriptionAdmin(StaffOnly, ModelAdmin):
+    list_display = ("shop", "plan", "status", "trial_ends_at", "cancel_at_period_end", "past_due_since")
+    list_filter = ("status", "plan")
+    search_fields = ("shop__slug", "shop__name")
+    readonly_fields = ("shop", "plan", "status", "trial_ends_at", "cancel_at_period_end", "past_due_since",
+                       "cancelled_at", "created_at", "updated_at")
+    fields = readonly_fields
+    inlines = [EventInline]
+
+
+class LineInline(StaffOnly, TabularInline):
+    model = InvoiceLine
+    fields = ("position", "kind", "description", "quantity", "amount")
+    readonly_fields = fields
+    extra = 0
+
+
+@admin.register(Invoice, site=platform_console)
+class InvoiceAdmin(StaffOnly, ModelAdmin):
+    list_display = ("number", "shop", "kind", "total_display", "status", "issued_at", "period_start")
+    list_filter = ("status", "kind", "year")
+    search_fields = ("number", "shop__slug")
+    readonly_fields = ("number", "shop", "kind", "period_start", "period_end", "currency", "subtotal", "tax_bp",
+                       "tax", "total", "credits", "bill_to", "issued_at", "due_at", "status", "paid_at",
+                       "attempt_count", "next_attempt_at", "last_attempt_at", "pdf")
+    fields = readonly_fields
+    inlines = [LineInline]
+
+    @admin.display(description="total")
+    def total_display(self, invoice):
+        return format_minor(invoice.total, invoice.currency)
+
+    @admin.display(description="PDF")
+    def pdf(self, invoice):
+        return format_html('<a class="underline" href="{}">Download (link valid a few minutes)</a>',
+                           invoicing.invoice_download_url(invoice=invoice, host_prefix="/console"))
