@@ -282,6 +282,7 @@ if AWS_STORAGE_BUCKET_NAME:
     AWS_S3_REGION_NAME = os.environ.get("S3_REGION", "us-east-1")
     AWS_DEFAULT_ACL = None
     AWS_QUERYSTRING_AUTH = True
+    AWS_S3_SIGNATURE_VERSION = "s3v4"  # presigned links carry X-Amz-Expires (SigV2 is deprecated)
 WHITENOISE_USE_FINDERS = not PRODUCTION
 
 # --- e-mail --------------------------------------------------------------------------
