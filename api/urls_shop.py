@@ -1,5 +1,6 @@
 from django.urls import path
 
+from api import billing_views as billing
 from api import commerce_views as commerce
 from api.shop_views import PluginDetailApi, PluginListApi, ShopDetailApi
 from api.payment_views import OrderPaymentStartApi
@@ -33,5 +34,13 @@ urlpatterns = [
     path("v1/tickets/<int:pk>/close/", commerce.TicketCloseApi.as_view(), name="api-ticket-close"),
     path("v1/customers/", commerce.CustomerListApi.as_view(), name="api-customers"),
     path("v1/customers/<int:pk>/", commerce.CustomerDetailApi.as_view(), name="api-customer"),
+    # platform billing of this shop (reachable while the shop is suspended, so it can pay)
+    path("v1/billing/", billing.ShopBillingApi.as_view(), name="api-billing"),
+    path("v1/billing/plan/", billing.ShopPlanApi.as_view(), name="api-billing-plan"),
+    path("v1/billing/cancel/", billing.ShopCancelApi.as_view(), name="api-billing-cancel"),
+    path("v1/billing/invoices/", billing.ShopInvoiceListApi.as_view(), name="api-billing-invoices"),
+    path("v1/billing/invoices/<int:pk>/download/", billing.ShopInvoiceDownloadApi.as_view(),
+         name="api-billing-invoice-download"),
+    path("v1/billing/invoices/<int:pk>/pay/", billing.ShopInvoicePayApi.as_view(), name="api-billing-invoice-pay"),
     *schema_patterns("platform_core.urls_shop", "Kameng shop API"),
 ]

@@ -51,6 +51,6 @@ def revenue_summary(*, first: date, end: date) -> dict:
     daily = list(DailyUsage.objects.filter(day__gte=first, day__lt=end).values("day").annotate(gmv=Sum("gmv"))
                  .order_by("day"))
     invoiced = Invoice.objects.filter(issued_at__date__gte=first, issued_at__date__lt=end).aggregate(
-        total=Sum("total"), paid=Sum("total", filter=Q(status="paid")))
+        invoiced_sum=Sum("total"), paid_sum=Sum("total", filter=Q(status="paid")))
     return {"counts": counts, "mrr": mrr, "gmv": gmv, "daily_gmv": daily,
-            "invoiced": invoiced["total"] or 0, "collected": invoiced["paid"] or 0}
+            "invoiced": invoiced["invoiced_sum"] or 0, "collected": invoiced["paid_sum"] or 0}
