@@ -106,12 +106,14 @@ def _sync_shop_status(subscription: Subscription, reason: str, actor=None) -> No
     from tenants.models import Shop
     from tenants.services import shop_set_status
 
-    shop = subscription.shop
+    shop = Shop.objects.get(pk=subscription.shop_id)  # fresh: the cached one may predate the last change
     if subscription.status == S.SUSPENDED and shop.status != Shop.Status.SUSPENDED:
         shop_set_status(shop=shop, status=Shop.Status.SUSPENDED, reason=reason, actor=actor)
     elif subscription.status in (S.ACTIVE, S.TRIAL, S.PAST_DUE) and shop.status == Shop.Status.SUSPENDED:
         shop_set_status(shop=shop, status=Shop.Status.TRIAL if subscription.status == S.TRIAL else Shop.Status.ACTIVE,
                         reason=reason, actor=actor)
+    elif subscription.status == S.ACTIVE and shop.status == Shop.Status.TRIAL:
+        shop_set_status(shop=shop, status=Shop.Status.ACTIVE, reason=reason, actor=actor)
 
 
 def _restart_span(subscription: Subscription, plan: Plan, *, on: date, charged: bool, open_new: bool = True) -> None:
