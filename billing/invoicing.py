@@ -47,7 +47,7 @@ def monthly_draft(*, shop, year: int, month: int) -> Draft | None:
     rounded on its own, half up (docs/billing.md)."""
     first, end, days_in_month = month_bounds(year, month)
     subscription = Subscription.objects.filter(shop_id=shop.pk).first()
-    if subscription is None:
+    if subscription is None or subscription.complimentary:
         return None
     draft = Draft(currency=subscription.plan.currency)
     spans = PlanSpan.objects.select_related("plan").filter(subscription=subscription, charged=True, start__lt=end)

@@ -60,6 +60,8 @@ class Subscription(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.TRIAL)
     trial_ends_at = models.DateTimeField(null=True, blank=True)
     cancel_at_period_end = models.BooleanField(default=False)
+    #: granted by the platform (demo, partner shops): never invoiced
+    complimentary = models.BooleanField(default=False)
     past_due_since = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

@@ -44,7 +44,7 @@ def revenue_summary(*, first: date, end: date) -> dict:
         past_due=Count("id", filter=Q(status="past_due")), suspended=Count("id", filter=Q(status="suspended")),
         churned=Count("id", filter=Q(status="cancelled")))
     # MRR: monthly fees of subscriptions that pay (active, past due), per currency
-    mrr = {row["plan__currency"]: row["mrr"] for row in subs.filter(status__in=["active", "past_due"])
+    mrr = {row["plan__currency"]: row["mrr"] for row in subs.filter(status__in=["active", "past_due"], complimentary=False)
            .values("plan__currency").annotate(mrr=Sum("plan__monthly_fee"))}
     gmv = {row["currency"]: row["gmv"] for row in DailyUsage.objects.filter(day__gte=first, day__lt=end)
            .values("currency").annotate(gmv=Sum("gmv"))}

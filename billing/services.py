@@ -321,3 +321,28 @@ def plan_save(*, plan: Plan, actor=None, request=None) -> Plan:
                      data={"code": plan.code, "fee": plan.monthly_fee, "commission_bp": plan.commission_bp,
                            "features": plan.features})
     return plan
+
+
+def subscription_make_complimentary(*, shop, plan_code: str, actor=None, reason: str = "") -> Subscription:
+    """Put a shop on ``plan_code`` for free, for good (the demo shop, partners): active,
+    never invoiced. Running it again changes nothing."""
+    plan = plan_get(plan_code, active_only=False)
+    with transaction.atomic():
+        subscription = Subscription.objects.select_for_update().select_related("plan", "shop").filter(shop=shop).first()
+        if subscription is None:
+            subscription = subscription_start_trial(shop=shop)
+        if subscription.complimentary and subscription.plan_id == plan.pk and subscription.status == S.ACTIVE:
+            return subscription
+        if subscription.plan_id != plan.pk:
+            _restart_span(subscription, plan, on=_today(), charged=False)
+            subscription.plan = plan
+        subscription.complimentary = True
+        subscription.cancel_at_period_end = False
+        subscription.save()
+        _event(subscription, "subscription.complimentary", from_status=subscription.status,
+               to_status=subscription.status, data={"plan": plan.code, "reason": reason}, actor=actor)
+        if subscription.status != S.ACTIVE:
+            subscription_transition(subscription=subscription, to=S.ACTIVE, kind="subscription.complimentary",
+                                    reason=reason or "Complimentary plan.", actor=actor)
+        forget_plan_cache(shop)
+    return subscription

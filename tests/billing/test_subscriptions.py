@@ -108,3 +108,17 @@ def test_suspended_shop_cannot_change_plan_and_inactive_plans_are_not_offered(al
 def test_beat_tasks_run_in_public_and_are_idempotent(alpha, bravo):
     assert meter_usage() == meter_usage()  # every real shop, yesterday and today
     assert roll_subscriptions() == {"trials_ended": 0, "cancelled": 0}
+
+
+def test_demo_shop_is_complimentary_business_and_never_invoiced(db, tmp_path):
+    from billing import invoicing
+    from platform_core.demo import demo_ensure
+    from tenants.models import Shop
+
+    demo_ensure(tmp_path)
+    demo_ensure(tmp_path)  # `make run` twice
+    shop = Shop.objects.get(slug="demo")
+    sub = Subscription.objects.get(shop=shop)
+    assert (sub.plan.code, sub.status, sub.complimentary) == ("business", "active", True)
+    assert sub.events.filter(kind="subscription.complimentary").count() == 2  # the flag, then the transition
+    assert invoicing.invoice_issue_monthly(shop=shop, year=2026, month=1, now=at(2026, 2, 1, 9, 0)) is None
