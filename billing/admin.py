@@ -1,4 +1,5 @@
 """Platform console (``/console/``): plans (editable), subscriptions and invoices (read-only)."""
+from django import forms
 from django.contrib import admin
 from django.utils.html import format_html
 from unfold.admin import ModelAdmin, TabularInline
@@ -10,8 +11,22 @@ from platform_core.money import format_minor
 from tenants.admin import StaffOnly
 
 
+class PlanForm(forms.ModelForm):
+    class Meta:
+        model = Plan
+        fields = "__all__"
+
+    def clean_features(self):
+        features = self.cleaned_data.get("features")
+        if not isinstance(features, list) or not all(
+                isinstance(f, str) and f.startswith(("plugins.", "plugin.")) for f in features):
+            raise forms.ValidationError('A list such as ["plugins.payment", "plugin.sandbox"].')
+        return features
+
+
 @admin.register(Plan, site=platform_console)
 class PlanAdmin(StaffOnly, ModelAdmin):
+    form = PlanForm
     list_display = ("code", "name", "fee", "commission_bp", "max_products", "max_staff_seats", "max_custom_domains",
                     "max_monthly_orders", "is_active")
     fields = ("code", "name", "monthly_fee", "currency", "commission_bp", "max_products", "max_staff_seats",

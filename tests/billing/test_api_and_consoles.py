@@ -115,3 +115,43 @@ def test_platform_revenue_dashboard_and_api(alpha, bravo, db):
     outsider.force_login(Merchant.objects.get(email="alice@example.com"))
     assert outsider.get("/api/v1/billing/revenue/").status_code == 403
     assert outsider.get("/console/revenue/").status_code == 302  # to the console login
+
+
+def test_platform_console_creates_a_plan_and_refuses_bad_features(db):
+    from billing.models import Plan
+    from platform_core.audit.models import AuditEvent
+    from tenants.models import Merchant
+
+    admin = Merchant.objects.create_superuser("root@example.com", PASSWORD)
+    client = Client(HTTP_HOST="kameng.test")
+    client.force_login(admin)
+    form = {"code": "starter", "name": "Starter", "monthly_fee": "4900", "currency": "CNY", "commission_bp": "200",
+            "max_products": "50", "max_staff_seats": "2", "max_custom_domains": "0", "max_monthly_orders": "",
+            "features": '"everything"', "trial_days": "7", "sort_order": "1", "is_active": "on"}
+    refused = client.post("/console/billing/plan/add/", form)
+    assert refused.status_code == 200 and not Plan.objects.filter(code="starter").exists()
+    form["features"] = '["plugins.payment"]'
+    assert client.post("/console/billing/plan/add/", form).status_code == 302
+    plan = Plan.objects.get(code="starter")
+    assert (plan.monthly_fee, plan.max_monthly_orders, plan.features) == (4900, None, ["plugins.payment"])
+    assert AuditEvent.objects.filter(action="billing.plan_created").exists()
+    form["commission_bp"] = "10001"  # over 100 %: the database constraint's check in the form
+    assert client.post(f"/console/billing/plan/{plan.pk}/change/", form).status_code == 200
+    assert Plan.objects.get(code="starter").commission_bp == 200
+
+
+def test_gateway_webhook_refuses_unsigned_and_ignores_unknown_payments(db, settings):
+    settings.KAMENG_BILLING_SANDBOX_KEY = "sk_sandbox_platformbilling0001"
+    client = Client(HTTP_HOST="kameng.test")
+    assert client.post("/billing/hooks/sandbox/", b"{}", content_type="application/json").status_code == 400
+    import json
+    import time
+
+    from sandbox_gateway import signature_header, webhook_secret_for
+
+    body = json.dumps({"id": "evt_1", "type": "payment.succeeded", "created": int(time.time()), "data": {"object": {
+        "id": "pay_abc", "reference": "999999", "amount": 100, "currency": "CNY"}}})
+    header = signature_header(webhook_secret_for(settings.KAMENG_BILLING_SANDBOX_KEY), int(time.time()), body.encode())
+    response = client.post("/billing/hooks/sandbox/", body, content_type="application/json",
+                           headers={"Sandbox-Signature": header})
+    assert response.status_code == 200 and response.content == b"unknown payment"
