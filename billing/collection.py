@@ -9,7 +9,7 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -39,10 +39,18 @@ def _billing_page(shop) -> str:
     return shop_url(shop, "/manage/billing/")
 
 
-def _mail(shop, subject: str, body: str) -> None:
+def _mail(shop, subject: str, body: str, attachment: tuple[str, bytes] | None = None) -> None:
     recipients = _owner_emails(shop)
-    if recipients:
-        transaction.on_commit(lambda: send_mail(subject, body, None, recipients, fail_silently=True))
+    if not recipients:
+        return
+
+    def send():
+        message = EmailMessage(subject, body, None, recipients)
+        if attachment:
+            message.attach(attachment[0], attachment[1], "application/pdf")
+        message.send(fail_silently=True)
+
+    transaction.on_commit(send)
 
 
 # --- pay now -------------------------------------------------------------------------
@@ -181,8 +189,11 @@ def _dunning_step(invoice: Invoice, now: datetime) -> str:
     amount = format_minor(due, invoice.currency)
     suspend_on = invoice.due_at + timedelta(days=settings.KAMENG_BILLING_GRACE_DAYS)
     if step == 0:
+        from billing.pdf import render_invoice_pdf
+
         _mail(shop, f"Invoice {invoice.number}: {amount}",
-              f"Your Kameng invoice {invoice.number} for {amount} is ready. Pay it here: {_billing_page(shop)}")
+              f"Your Kameng invoice {invoice.number} for {amount} is ready (PDF attached). "
+              f"Pay it here: {_billing_page(shop)}", attachment=(f"{invoice.number}.pdf", render_invoice_pdf(invoice)))
         return "issued"
     subscription = Subscription.objects.select_for_update().select_related("shop", "plan").filter(shop=shop).first()
     if subscription is not None and subscription.status in (S.ACTIVE, S.TRIAL):

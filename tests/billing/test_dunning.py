@@ -51,6 +51,8 @@ def test_dunning_timeline(alpha, bravo, issued, shop_client, alice, django_captu
         assert run(at(2026, 2, 1, 9, 30)) == {"steps": 0, "suspended": 0}  # beat twice: nothing twice
     assert [m.subject for m in mail.outbox] == ["Invoice INV-2026-000001: ¥99.00"]
     assert mail.outbox[0].to == ["alice@example.com"] and "/manage/billing/" in mail.outbox[0].body
+    (name, content, mimetype), = mail.outbox[0].attachments
+    assert name == "INV-2026-000001.pdf" and content.startswith(b"%PDF") and mimetype == "application/pdf"
     assert status(alpha) == ("active", "active")
 
     with django_capture_on_commit_callbacks(execute=True):
