@@ -11,13 +11,11 @@ import pytest
 import requests
 import time_machine
 from django.core import mail
-from django.test import override_settings
 
 from billing import collection, invoicing
 from billing.models import CollectionAttempt, Invoice, Subscription, SubscriptionEvent
 from sandbox_gateway import serve_in_thread
 from tests.billing.test_invoices import start_paid_subscription
-from tests.conftest import host_of
 from tests.payments.bridge import ShopBridge
 
 SH = ZoneInfo("Asia/Shanghai")
