@@ -124,9 +124,10 @@ def usage(shop, limit: str) -> int:
     raise ValueError(f"unknown limit {limit!r}; known: {', '.join(LIMITS)}")
 
 
-def limit_refusal(shop, limit: str, *, adding: int = 1) -> str | None:
+def limit_refusal(shop, limit: str, *, adding: int = 1, whose: str = "Your") -> str | None:
     """None if the shop may add ``adding`` more of ``limit``; else a sentence that names
-    the plan that would allow it."""
+    the plan that would allow it (``whose``: "Your" for the shop's team, "This shop's"
+    where a buyer reads it)."""
     plan = shop_plan(shop)
     if plan is None:
         return None
@@ -145,7 +146,7 @@ def limit_refusal(shop, limit: str, *, adding: int = 1) -> str | None:
         tail = f" The {better.name} plan has no limit."
     else:
         tail = f" The {better.name} plan allows {better.limit(limit)}."
-    return f"Your {plan.name} plan allows {allowed} {singular if allowed == 1 else plural}.{tail}"
+    return f"{whose} {plan.name} plan allows {allowed} {singular if allowed == 1 else plural}.{tail}"
 
 
 def shop_usage(shop) -> list[dict]:

@@ -175,7 +175,7 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
     now = timezone.now()
     until = now + timedelta(minutes=rules.reservation_minutes)
     with transaction.atomic():
-        if refusal := limit_refusal(connection.tenant, "monthly_orders"):
+        if refusal := limit_refusal(connection.tenant, "monthly_orders", whose="This shop's"):
             raise OrderError(f"This shop cannot take more orders this month. {refusal}", code="plan_limit",
                              status=403)
         _check_open_order_limits(rules, contact_value, ip)

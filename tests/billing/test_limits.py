@@ -106,7 +106,8 @@ def test_monthly_orders_limit_refuses_the_101st_on_free(alpha, plans):
         with pytest.raises(orders.OrderError) as error:
             _place(sku, 101)
         assert error.value.code == "plan_limit" and error.value.status == 403
-        assert "Your Free plan allows 100 orders a month. The Pro plan allows 5000." in error.value.message
+        assert error.value.message == ("This shop cannot take more orders this month. "
+                                       "This shop's Free plan allows 100 orders a month. The Pro plan allows 5000.")
         assert Order.objects.filter(created_at__gte=timezone.now() - timedelta(days=1)).count() == 100
 
 
