@@ -154,6 +154,21 @@ def collection_refresh(*, attempt: CollectionAttempt) -> str:
         external_id=outcome.external_id, amount=outcome.amount, currency=outcome.currency))
 
 
+def collection_poll_pending(*, older_than_minutes: int = 5, now: datetime | None = None) -> int:
+    """Beat: ask the gateway about attempts still pending (a webhook that never came)."""
+    now = now or timezone.now()
+    settled = 0
+    pending = CollectionAttempt.objects.filter(status=CollectionAttempt.Status.PENDING, invoice__status="open",
+                                               created_at__lte=now - timedelta(minutes=older_than_minutes),
+                                               created_at__gte=now - timedelta(days=2)).exclude(external_id="")
+    for attempt in pending.select_related("invoice")[:200]:
+        try:
+            settled += collection_refresh(attempt=attempt) in ("paid", "failed")
+        except Exception as exc:  # noqa: BLE001 - one unreachable gateway call must not stop the rest
+            logger.warning("billing: polling attempt %s failed: %s", attempt.pk, getattr(exc, "message", exc))
+    return settled
+
+
 # --- dunning -------------------------------------------------------------------------
 
 def _schedule(invoice: Invoice) -> list[datetime]:

@@ -45,6 +45,6 @@ def invoice_render_pdf(invoice_id: int) -> str:
 
 @shared_task(name="billing.run_dunning")
 def run_dunning() -> dict:
-    from billing.collection import dunning_run
+    from billing.collection import collection_poll_pending, dunning_run
 
-    return dunning_run()
+    return {"polled": collection_poll_pending(), **dunning_run()}

@@ -152,3 +152,16 @@ def test_only_owner_and_finance_pay_and_other_shops_invoices_are_invisible(alpha
     assert other.get(f"/manage/billing/invoices/{issued.pk}/pdf/").status_code == 404
     assert other.post(f"/manage/billing/invoices/{issued.pk}/pay/").status_code == 404
     assert "INV-2026-000001" not in other.get("/manage/billing/").content.decode()
+
+
+def test_a_lost_webhook_is_made_good_by_polling_the_gateway(alpha, issued, platform_gateway, monkeypatch):
+    server, bridge = platform_gateway
+    bridge.close()  # the platform is "down" when the gateway sends its webhook
+    attempt = collection.invoice_pay_start(invoice=issued, return_url="http://x/", notify_url=bridge.url("/hook/"))
+    response = requests.post(attempt.pay_url + "/pay", allow_redirects=False, timeout=10)
+    assert response.status_code == 303
+    assert Invoice.objects.get(pk=issued.pk).status == "open"
+    assert collection.collection_poll_pending(older_than_minutes=5) == 0  # too fresh to poll
+    assert collection.collection_poll_pending(older_than_minutes=0) == 1
+    assert Invoice.objects.get(pk=issued.pk).status == "paid"
+    assert collection.collection_poll_pending(older_than_minutes=0) == 0
