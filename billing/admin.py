@@ -46,7 +46,12 @@ class PlanAdmin(StaffOnly, ModelAdmin):
         services.plan_save(plan=obj, actor=request.user, request=request)
 
 
-class EventInline(StaffOnly, TabularInline):
+class ReadOnlyInline(StaffOnly):
+    def has_add_permission(self, request, obj=None):  # inlines get the parent object too
+        return False
+
+
+class EventInline(ReadOnlyInline, TabularInline):
     model = SubscriptionEvent
     fields = ("created_at", "kind", "from_status", "to_status", "data", "actor_email")
     readonly_fields = fields
@@ -64,7 +69,12 @@ class SubscriptionAdmin(StaffOnly, ModelAdmin):
     inlines = [EventInline]
 
 
-class LineInline(StaffOnly, TabularInline):
+class CreditForm(forms.Form):
+    amount = forms.CharField(required=False, max_length=20, help_text="e.g. 20.00; blank credits all that is left.")
+    reason = forms.CharField(max_length=200, help_text="Printed on the credit note and kept in the audit log.")
+
+
+class LineInline(ReadOnlyInline, TabularInline):
     model = InvoiceLine
     fields = ("position", "kind", "description", "quantity", "amount")
     readonly_fields = fields
@@ -78,9 +88,55 @@ class InvoiceAdmin(StaffOnly, ModelAdmin):
     search_fields = ("number", "shop__slug")
     readonly_fields = ("number", "shop", "kind", "period_start", "period_end", "currency", "subtotal", "tax_bp",
                        "tax", "total", "credits", "bill_to", "issued_at", "due_at", "status", "paid_at",
-                       "attempt_count", "next_attempt_at", "last_attempt_at", "pdf")
+                       "attempt_count", "next_attempt_at", "last_attempt_at", "pdf", "credit_link")
     fields = readonly_fields
     inlines = [LineInline]
+
+    def get_urls(self):
+        from django.urls import path
+
+        return [path("<int:invoice_id>/credit/", self.admin_site.admin_view(self.credit_view),
+                     name="billing_invoice_credit")] + super().get_urls()
+
+    def credit_view(self, request, invoice_id):
+        """Issue a credit note for an invoice (amount in major units; blank: all that is left)."""
+        from django.contrib import messages
+        from django.shortcuts import get_object_or_404, redirect
+        from django.template.response import TemplateResponse
+
+        from platform_core.money import parse_major
+
+        if not self.has_module_permission(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        invoice = get_object_or_404(Invoice, pk=invoice_id, kind=Invoice.Kind.INVOICE)
+        form = CreditForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            raw = form.cleaned_data["amount"].strip()
+            try:
+                amount = parse_major(raw, invoice.currency) if raw else None
+                note = invoicing.credit_note_issue(invoice=invoice, amount=amount, reason=form.cleaned_data["reason"],
+                                                   actor=request.user, request=request)
+            except ValueError as exc:
+                form.add_error("amount", str(exc))
+            except services.BillingError as exc:
+                form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            else:
+                messages.success(request, f"Credit note {note.number} issued.")
+                return redirect("console:billing_invoice_change", invoice.pk)
+        context = {**self.admin_site.each_context(request), "title": f"Credit note for {invoice.number}",
+                   "form": form, "opts": self.model._meta}
+        return TemplateResponse(request, "kameng/manage/form_page.html", context)
+
+    @admin.display(description="credit")
+    def credit_link(self, invoice):
+        if invoice.kind != Invoice.Kind.INVOICE:
+            return "—"
+        from django.urls import reverse
+
+        return format_html('<a class="underline" href="{}">Issue a credit note</a>',
+                           reverse("console:billing_invoice_credit", args=[invoice.pk]))
 
     @admin.display(description="total")
     def total_display(self, invoice):

@@ -155,3 +155,29 @@ def test_gateway_webhook_refuses_unsigned_and_ignores_unknown_payments(db, setti
     response = client.post("/billing/hooks/sandbox/", body, content_type="application/json",
                            headers={"Sandbox-Signature": header})
     assert response.status_code == 200 and response.content == b"unknown payment"
+
+
+def test_platform_console_issues_a_credit_note(alpha, db):
+    from billing.models import Invoice
+    from tenants.models import Merchant
+
+    invoice = _issue(alpha)
+    admin = Merchant.objects.create_superuser("root@example.com", PASSWORD)
+    client = Client(HTTP_HOST="kameng.test")
+    client.force_login(admin)
+    page = client.get(f"/console/billing/invoice/{invoice.pk}/change/")
+    assert page.status_code == 200 and b"Issue a credit note" in page.content and b"/console/billing/file/" in page.content
+    sub = Subscription.objects.get(shop=alpha)
+    assert b"subscription.started" in client.get(f"/console/billing/subscription/{sub.pk}/change/").content
+    url = f"/console/billing/invoice/{invoice.pk}/credit/"
+    assert b"at most 2 decimals" in client.post(url, {"amount": "1.234", "reason": "x"}).content
+    assert b"can still be credited" in client.post(url, {"amount": "100.00", "reason": "x"}).content
+    assert client.post(url, {"amount": "20.00", "reason": "outage"}).status_code == 302
+    note = Invoice.objects.get(kind="credit_note")
+    assert (note.total, note.credits_id) == (-2000, invoice.pk)
+    # shops and non-staff cannot reach it
+    alice = Merchant.objects.get(email="alice@example.com")
+    other = Client(HTTP_HOST="kameng.test")
+    other.force_login(alice)
+    assert other.post(url, {"amount": "1.00", "reason": "x"}).status_code == 302  # to the login page
+    assert Invoice.objects.filter(kind="credit_note").count() == 1
