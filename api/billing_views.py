@@ -211,12 +211,44 @@ class ShopInvoicePayApi(APIView):
 
 # --- platform host -------------------------------------------------------------------
 
+class PlanInputSerializer(serializers.Serializer):
+    code = serializers.SlugField(max_length=30)
+    name = serializers.CharField(max_length=60)
+    monthly_fee = serializers.IntegerField(min_value=0, help_text="Minor units.")
+    currency = serializers.RegexField(r"^[A-Z]{3}$", default="CNY")
+    commission_bp = serializers.IntegerField(min_value=0, max_value=10000)
+    max_products = serializers.IntegerField(min_value=0, allow_null=True, required=False)
+    max_staff_seats = serializers.IntegerField(min_value=1, allow_null=True, required=False)
+    max_custom_domains = serializers.IntegerField(min_value=0, allow_null=True, required=False)
+    max_monthly_orders = serializers.IntegerField(min_value=0, allow_null=True, required=False)
+    features = serializers.ListField(child=serializers.CharField(max_length=60), default=list)
+    trial_days = serializers.IntegerField(min_value=0, max_value=365, default=14)
+    is_active = serializers.BooleanField(default=True)
+
+
 class PlanListApi(APIView):
-    permission_classes = [AllowAny]  # the price list is public
+    """``GET``: the plans on offer (public). ``POST``: create one (platform staff)."""
+
+    def get_permissions(self):
+        return [AllowAny()] if self.request.method == "GET" else [IsPlatformStaff()]
 
     @extend_schema(responses=PlanSerializer(many=True))
     def get(self, request):
         return Response(PlanSerializer(selectors.plans_on_offer(), many=True).data)
+
+    @extend_schema(request=PlanInputSerializer, responses=PlanSerializer)
+    def post(self, request):
+        from billing.models import Plan
+
+        data = PlanInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        if Plan.objects.filter(code=data.validated_data["code"]).exists():
+            raise InputError("A plan with this code exists.", field="code", code="taken", status_code=409)
+        try:
+            plan = services.plan_save(plan=Plan(**data.validated_data), actor=request.user, request=request)
+        except services.BillingError as exc:
+            raise _billing_error(exc) from None
+        return Response(PlanSerializer(plan).data, status=status.HTTP_201_CREATED)
 
 
 class RevenueSerializer(serializers.Serializer):

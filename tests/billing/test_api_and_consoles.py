@@ -181,3 +181,24 @@ def test_platform_console_issues_a_credit_note(alpha, db):
     other.force_login(alice)
     assert other.post(url, {"amount": "1.00", "reason": "x"}).status_code == 302  # to the login page
     assert Invoice.objects.filter(kind="credit_note").count() == 1
+
+
+def test_platform_api_creates_plans_for_staff_only(db):
+    from rest_framework.authtoken.models import Token
+
+    from billing.models import Plan
+    from tenants.models import Merchant
+
+    admin = Merchant.objects.create_superuser("root@example.com", PASSWORD)
+    staff = Client(HTTP_HOST="kameng.test", HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=admin).key}")
+    body = {"code": "starter", "name": "Starter", "monthly_fee": 4900, "commission_bp": 200, "max_products": 50,
+            "features": ["plugins.payment"]}
+    assert post(staff, "/api/v1/plans/", {**body, "monthly_fee": -1}).status_code == 400
+    assert post(staff, "/api/v1/plans/", {**body, "features": ["everything"]}).json()["field"] == "features"
+    created = post(staff, "/api/v1/plans/", body)
+    assert created.status_code == 201 and created.json()["max_staff_seats"] is None
+    assert post(staff, "/api/v1/plans/", body).status_code == 409
+    alice = Merchant.objects.get(email="alice@example.com")
+    shopper = Client(HTTP_HOST="kameng.test", HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice).key}")
+    assert post(shopper, "/api/v1/plans/", {**body, "code": "x"}).status_code == 403
+    assert Plan.objects.filter(code__in=["starter", "x"]).count() == 1
