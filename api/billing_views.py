@@ -20,6 +20,7 @@ from plugins.payment import PaymentError
 from tenants.services import membership_for
 
 BILLING_ROLES = {"owner", "finance"}
+INVOICE_READERS = {"owner", "admin", "finance"}
 
 
 class IsBillingMember(IsShopMember):
@@ -33,6 +34,14 @@ class IsBillingMember(IsShopMember):
         if request.method in ("GET", "HEAD", "OPTIONS"):
             return True
         return membership_for(request.user, request.tenant).role in BILLING_ROLES
+
+
+class CanReadInvoices(IsBillingMember):
+    message = "Only the shop's owner, admins and finance members see invoices."
+
+    def has_permission(self, request, view):
+        return super().has_permission(request, view) and \
+            membership_for(request.user, request.tenant).role in INVOICE_READERS
 
 
 class IsPlatformStaff(BasePermission):
@@ -153,7 +162,7 @@ class ShopCancelApi(APIView):
 
 
 class ShopInvoiceListApi(APIView):
-    permission_classes = [IsBillingMember]
+    permission_classes = [CanReadInvoices]
 
     @extend_schema(responses=InvoiceSerializer(many=True))
     def get(self, request):
@@ -173,7 +182,7 @@ class DownloadSerializer(serializers.Serializer):
 
 
 class ShopInvoiceDownloadApi(APIView):
-    permission_classes = [IsBillingMember]
+    permission_classes = [CanReadInvoices]
 
     @extend_schema(responses=DownloadSerializer)
     def get(self, request, pk):

@@ -25,6 +25,7 @@ from plugins.payment import PaymentError, WebhookRejected
 
 logger = logging.getLogger(__name__)
 BILLING_ROLES = {"owner", "finance"}  # who may pay, change plan or cancel
+INVOICE_READERS = {"owner", "admin", "finance"}  # who sees invoices; staff see plan and usage only
 
 
 def _shop_role(request):
@@ -63,11 +64,13 @@ def shop_billing_view(request):
             subscription = selectors.subscription_for(shop)
     today = timezone.localdate()
     first = today.replace(day=1)
-    invoices = [(invoice, selectors.amount_due(invoice)) for invoice in selectors.invoices_for_shop(shop)[:50]]
+    invoices = [(invoice, selectors.amount_due(invoice)) for invoice in selectors.invoices_for_shop(shop)[:50]] \
+        if _shop_role(request) in INVOICE_READERS else []
     context = {
         **shop_console.each_context(request), "title": "Billing", "subscription": subscription,
         "usage": shop_usage(shop), "month_usage": selectors.usage_between(shop, first, services.next_month_start(today)),
         "invoices": invoices, "plans": selectors.plans_on_offer(), "can_bill": _shop_role(request) in BILLING_ROLES,
+        "can_see_invoices": _shop_role(request) in INVOICE_READERS,
     }
     return TemplateResponse(request, "billing/manage/billing.html", context)
 
@@ -124,6 +127,8 @@ def shop_pay_view(request, invoice_id):
 
 
 def shop_invoice_download_view(request, invoice_id):
+    if _shop_role(request) not in INVOICE_READERS:
+        raise PermissionDenied("Only the shop's owner, admins and finance members see invoices.")
     invoice = _own_invoice(request, invoice_id)
     return HttpResponseRedirect(invoicing.invoice_download_url(invoice=invoice, host_prefix="/manage"))
 

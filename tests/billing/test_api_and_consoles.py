@@ -202,3 +202,16 @@ def test_platform_api_creates_plans_for_staff_only(db):
     shopper = Client(HTTP_HOST="kameng.test", HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice).key}")
     assert post(shopper, "/api/v1/plans/", {**body, "code": "x"}).status_code == 403
     assert Plan.objects.filter(code__in=["starter", "x"]).count() == 1
+
+
+def test_staff_role_sees_plan_but_not_invoices_in_the_api(alpha, bob):
+    from tenants.models import ShopMembership
+
+    invoice = _issue(alpha)
+    ShopMembership.objects.create(shop=alpha, merchant=bob, role="staff")
+    client = api(alpha, bob)
+    assert client.get("/api/v1/billing/").status_code == 200
+    assert client.get("/api/v1/billing/invoices/").status_code == 403
+    assert client.get(f"/api/v1/billing/invoices/{invoice.pk}/download/").status_code == 403
+    assert post(client, f"/api/v1/billing/invoices/{invoice.pk}/pay/").status_code == 403
+    assert post(client, "/api/v1/billing/plan/", {"plan": "business"}).status_code == 403

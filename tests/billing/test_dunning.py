@@ -144,7 +144,9 @@ def test_only_owner_and_finance_pay_and_other_shops_invoices_are_invisible(alpha
 
     ShopMembership.objects.create(shop=alpha, merchant=bob, role="staff")
     staff = shop_client(alpha, bob)
-    assert staff.get("/manage/billing/").status_code == 200
+    page = staff.get("/manage/billing/")
+    assert page.status_code == 200 and "INV-2026-000001" not in page.content.decode()  # plan and usage only
+    assert staff.get(f"/manage/billing/invoices/{issued.pk}/pdf/").status_code == 403
     assert staff.post(f"/manage/billing/invoices/{issued.pk}/pay/").status_code == 403
     assert staff.post("/manage/billing/plan/", {"plan": "business"}).status_code == 403
     # bravo's owner asking for alpha's invoice by id: not found, on every route
