@@ -178,3 +178,37 @@ def test_a_free_month_issues_no_invoice(alpha):
     with pytest.raises(IntegrityError), transaction.atomic():
         Invoice.objects.create(shop=alpha, number="X", year=2026, sequence=1, currency="CNY", subtotal=5, tax=0,
                                total=6, due_at=at(2026, 3, 1))
+
+
+@pytest.mark.parametrize("unicode_font", [True, False])
+def test_pdf_renders_chinese_names_with_or_without_a_unicode_font(alpha, monkeypatch, unicode_font, settings,
+                                                                  tmp_path):
+    from billing import pdf
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    if not unicode_font:
+        monkeypatch.setattr(pdf, "_font_path", lambda: None)
+    alpha.name = "卡盟小店"
+    alpha.save()
+    invoice = _issue(alpha)
+    assert invoice.bill_to["shop"] == "卡盟小店"
+    key = invoicing.invoice_store_pdf(invoice=invoice)
+    assert (tmp_path / key).read_bytes().startswith(b"%PDF")
+
+
+def test_zero_decimal_currency_plan_from_mid_month(alpha, refund_gateway):  # noqa: F811
+    from billing.models import Plan
+
+    Plan.objects.create(code="yen", name="Yen", monthly_fee=1000, currency="JPY", commission_bp=150)
+    alpha.currency = "JPY"
+    alpha.save()
+    start_paid_subscription(alpha, plan="yen", trial_end=at(2026, 1, 11, 0, 0))
+    sell(alpha, at(2026, 1, 5, 12, 0), 5000)   # during the trial: no commission
+    sell(alpha, at(2026, 1, 20, 12, 0), 999)
+    with time_machine.travel(at(2026, 2, 1, 2, 0), tick=False):
+        assert invoicing.invoices_issue_last_month() == 1
+    invoice = Invoice.objects.get(shop=alpha)
+    # JPY has no minor unit: 1000 * 21 / 31 = 677.42 -> 677; 999 * 1.5 % = 14.985 -> 15
+    assert [(line.kind, line.amount) for line in invoice.lines.all()] == [("subscription", 677), ("commission", 15)]
+    assert (invoice.currency, invoice.total) == ("JPY", 692)
+    assert "21 of 31 days" in invoice.lines.first().description
