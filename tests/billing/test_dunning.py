@@ -83,6 +83,7 @@ def test_dunning_timeline(alpha, bravo, issued, shop_client, alice, django_captu
     assert storefront.status_code == 403 and b"unavailable" in storefront.content.lower()
     api = shop_client(alpha).get("/api/v1/catalog/products/")
     assert api.status_code == 403 and api.json()["code"] == "shop_unavailable"
+    assert b'data-testid="billing-notice"' in shop_client(alpha, alice).get("/manage/").content
     page = shop_client(alpha, alice).get("/manage/billing/")
     assert page.status_code == 200 and "INV-2026-000001" in page.content.decode() and b"Pay now" in page.content
     kinds = list(SubscriptionEvent.objects.filter(subscription__shop=alpha).order_by("id").values_list("kind", flat=True))
