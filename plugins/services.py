@@ -70,7 +70,6 @@ def _jsonable(values: dict) -> dict:
 
 
 def _refuse_if_unavailable(plugin_class, shop) -> None:
-    # the plan check lives in Plugin.unavailable_reason -> tenants.features -> billing.limits
     reason = plugin_class.unavailable_reason(shop)
     if reason:
         raise PluginError(str(reason))
