@@ -79,19 +79,27 @@ def seed(apps, schema_editor):
             trial_days=trial, sort_order=order))
     with schema_editor.connection.cursor() as cursor:  # raw: the bodies contain literal %
         cursor.execute(INVOICE_GUARD)
-    # shops older than billing start a trial on the trial plan today
+    backfill_subscriptions(apps)
+
+
+def backfill_subscriptions(apps) -> int:
+    """Shops older than billing start a trial on the trial plan today."""
+    Plan = apps.get_model("billing", "Plan")
     Shop = apps.get_model("tenants", "Shop")
     Subscription = apps.get_model("billing", "Subscription")
     SubscriptionEvent = apps.get_model("billing", "SubscriptionEvent")
     PlanSpan = apps.get_model("billing", "PlanSpan")
     plan = Plan.objects.get(code=getattr(settings, "KAMENG_BILLING_TRIAL_PLAN", "pro"))
     now = timezone.now()
+    count = 0
     for shop in Shop.objects.exclude(status__in=["template", "spare"]).filter(subscription__isnull=True):
         sub = Subscription.objects.create(shop=shop, plan=plan, status="trial",
                                           trial_ends_at=now + timedelta(days=plan.trial_days))
         SubscriptionEvent.objects.create(subscription=sub, kind="subscription.started", to_status="trial",
                                          data={"plan": plan.code, "backfilled": True})
         PlanSpan.objects.create(subscription=sub, plan=plan, start=timezone.localdate(now), charged=False)
+        count += 1
+    return count
 
 
 def unseed(apps, schema_editor):

@@ -122,3 +122,17 @@ def test_demo_shop_is_complimentary_business_and_never_invoiced(db, tmp_path):
     assert (sub.plan.code, sub.status, sub.complimentary) == ("business", "active", True)
     assert sub.events.filter(kind="subscription.complimentary").count() == 2  # the flag, then the transition
     assert invoicing.invoice_issue_monthly(shop=shop, year=2026, month=1, now=at(2026, 2, 1, 9, 0)) is None
+
+
+def test_shops_older_than_billing_are_backfilled_onto_a_trial(alpha, bravo):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("billing.migrations.0002_seed_plans_and_guards")
+    Subscription.objects.filter(shop=alpha).delete()
+    assert migration.backfill_subscriptions(apps) == 1  # only alpha lacked one
+    sub = Subscription.objects.get(shop=alpha)
+    assert (sub.plan.code, sub.status) == ("pro", "trial")
+    assert sub.events.get().data == {"plan": "pro", "backfilled": True}
+    assert migration.backfill_subscriptions(apps) == 0
