@@ -264,8 +264,8 @@ class RevenueSerializer(serializers.Serializer):
     counts = serializers.DictField(child=serializers.IntegerField())
     mrr = serializers.DictField(child=serializers.IntegerField())
     gmv = serializers.DictField(child=serializers.IntegerField())
-    invoiced = serializers.IntegerField()
-    collected = serializers.IntegerField()
+    invoiced = serializers.DictField(child=serializers.IntegerField())
+    collected = serializers.DictField(child=serializers.IntegerField())
 
 
 class RevenueApi(APIView):

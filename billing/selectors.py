@@ -50,7 +50,15 @@ def revenue_summary(*, first: date, end: date) -> dict:
            .values("currency").annotate(gmv=Sum("gmv"))}
     daily = list(DailyUsage.objects.filter(day__gte=first, day__lt=end).values("day").annotate(gmv=Sum("gmv"))
                  .order_by("day"))
-    invoiced = Invoice.objects.filter(issued_at__date__gte=first, issued_at__date__lt=end).aggregate(
-        invoiced_sum=Sum("total"), paid_sum=Sum("total", filter=Q(status="paid")))
+    by_currency = (Invoice.objects.filter(kind=Invoice.Kind.INVOICE, issued_at__date__gte=first,
+                                          issued_at__date__lt=end)
+                   .values("currency").annotate(invoiced_sum=Sum("total"),
+                                                paid_sum=Sum("total", filter=Q(status="paid"))))
     return {"counts": counts, "mrr": mrr, "gmv": gmv, "daily_gmv": daily,
-            "invoiced": invoiced["invoiced_sum"] or 0, "collected": invoiced["paid_sum"] or 0}
+            "invoiced": {row["currency"]: row["invoiced_sum"] or 0 for row in by_currency},
+            "collected": {row["currency"]: row["paid_sum"] or 0 for row in by_currency}}
+
+
+def daily_usage(shop, *, days: int = 31):
+    """The shop's metered days, newest first (its billing page)."""
+    return DailyUsage.objects.filter(shop_id=shop.pk).order_by("-day")[:days]

@@ -71,6 +71,7 @@ def shop_billing_view(request):
         "usage": shop_usage(shop), "month_usage": selectors.usage_between(shop, first, services.next_month_start(today)),
         "invoices": invoices, "plans": selectors.plans_on_offer(), "can_bill": _shop_role(request) in BILLING_ROLES,
         "can_see_invoices": _shop_role(request) in INVOICE_READERS,
+        "daily_usage": selectors.daily_usage(shop),
     }
     return TemplateResponse(request, "billing/manage/billing.html", context)
 

@@ -89,6 +89,8 @@ def test_console_change_plan_shows_usage_and_plan(alpha, alice, shop_client):
     client = shop_client(alpha, alice)
     page = client.get("/manage/billing/").content.decode()
     assert 'data-plan="pro"' in page and 'data-limit="products"' in page
+    usage_meter_day(shop=alpha, day=timezone.localdate())
+    assert f'data-usage-day="{timezone.localdate():%Y-%m-%d}"' in client.get("/manage/billing/").content.decode()
     assert client.post("/manage/billing/plan/", {"plan": "business"}).status_code == 302
     assert 'data-plan="business"' in client.get("/manage/billing/").content.decode()
 
@@ -107,6 +109,7 @@ def test_platform_revenue_dashboard_and_api(alpha, bravo, db):
     assert 'data-count="active">1<' in html and 'data-count="trialing">1<' in html and "¥99.00" in html
     revenue = client.get("/api/v1/billing/revenue/").json()
     assert revenue["mrr"] == {"CNY": 9900} and revenue["counts"]["active"] == 1
+    assert revenue["invoiced"] == {} and revenue["collected"] == {}
     for url in ("/console/billing/plan/", "/console/billing/subscription/", "/console/billing/invoice/"):
         assert client.get(url).status_code == 200, url
     # plans are public, revenue is for platform staff only
