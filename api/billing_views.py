@@ -160,6 +160,14 @@ class ShopCancelApi(APIView):
             raise _billing_error(exc) from None
         return Response(SubscriptionSerializer(subscription).data)
 
+    @extend_schema(request=None, responses=SubscriptionSerializer, description="Take back a pending cancellation.")
+    def delete(self, request):
+        try:
+            subscription = services.subscription_resume(shop=request.tenant, actor=request.user, request=request)
+        except services.BillingError as exc:
+            raise _billing_error(exc) from None
+        return Response(SubscriptionSerializer(subscription).data)
+
 
 class ShopInvoiceListApi(APIView):
     permission_classes = [CanReadInvoices]

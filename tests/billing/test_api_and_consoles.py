@@ -28,6 +28,8 @@ def test_shop_api_overview_plan_change_and_refusals(alpha, bravo, alice, bob):
     assert same.status_code == 400 and same.json()["code"] == "same_plan"
     changed = post(client, "/api/v1/billing/plan/", {"plan": "business"})
     assert changed.status_code == 200 and changed.json()["plan"]["code"] == "business"
+    assert post(client, "/api/v1/billing/cancel/").json()["cancel_at_period_end"] is True
+    assert client.delete("/api/v1/billing/cancel/").json()["cancel_at_period_end"] is False
     # bob is no member of alpha
     assert api(alpha, bob).get("/api/v1/billing/").status_code == 403
     assert api(bravo, bob).get("/api/v1/billing/").json()["subscription"]["plan"]["code"] == "pro"
