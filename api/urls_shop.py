@@ -1,5 +1,6 @@
 from django.urls import path
 
+from api import billing_views as billing
 from api import commerce_views as commerce
 from api import reconciliation_views as reconciliation
 from api.shop_views import PluginDetailApi, PluginListApi, PluginTestConnectionApi, ShopDetailApi
@@ -41,5 +42,13 @@ urlpatterns = [
          name="api-reconciliation-dismiss"),
     path("v1/customers/", commerce.CustomerListApi.as_view(), name="api-customers"),
     path("v1/customers/<int:pk>/", commerce.CustomerDetailApi.as_view(), name="api-customer"),
+    # platform billing of this shop (reachable while the shop is suspended, so it can pay)
+    path("v1/billing/", billing.ShopBillingApi.as_view(), name="api-billing"),
+    path("v1/billing/plan/", billing.ShopPlanApi.as_view(), name="api-billing-plan"),
+    path("v1/billing/cancel/", billing.ShopCancelApi.as_view(), name="api-billing-cancel"),
+    path("v1/billing/invoices/", billing.ShopInvoiceListApi.as_view(), name="api-billing-invoices"),
+    path("v1/billing/invoices/<int:pk>/download/", billing.ShopInvoiceDownloadApi.as_view(),
+         name="api-billing-invoice-download"),
+    path("v1/billing/invoices/<int:pk>/pay/", billing.ShopInvoicePayApi.as_view(), name="api-billing-invoice-pay"),
     *schema_patterns("platform_core.urls_shop", "Kameng shop API"),
 ]

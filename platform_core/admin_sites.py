@@ -30,6 +30,17 @@ class PlatformConsole(RateLimitedLoginMixin, UnfoldAdminSite):
         user = request.user
         return bool(user.is_active and user.is_staff and getattr(request.tenant, "schema_name", None) == "public")
 
+    def get_urls(self):
+        from django.urls import path
+
+        from billing import views as billing_views
+
+        return [
+            path("revenue/", self.admin_view(billing_views.revenue_dashboard_view), name="revenue"),
+            # the signed token is the permission: a link mailed to the platform owner works without a session
+            path("billing/file/<str:token>/", billing_views.signed_file_view, name="billing_file"),
+        ] + super().get_urls()
+
 
 class ShopConsole(RateLimitedLoginMixin, UnfoldAdminSite):
     site_header = site_title = _("Shop console")
@@ -55,6 +66,7 @@ class ShopConsole(RateLimitedLoginMixin, UnfoldAdminSite):
         from django.urls import path
 
         from platform_core import console_views as views
+        from billing.urls import billing_console_urls
         from platform_core.inventory.views import inventory_console_urls
         from platform_core.payments.console_views import reconciliation_console_urls
 
@@ -71,7 +83,8 @@ class ShopConsole(RateLimitedLoginMixin, UnfoldAdminSite):
             path("team/", self.admin_view(views.team_view), name="team"),
             path("api-token/", self.admin_view(views.api_token_view), name="api_token"),
             path("domains/<int:domain_id>/verify/", self.admin_view(views.domain_verify_view), name="domain_verify"),
-        ] + inventory_console_urls(self.admin_view) + reconciliation_console_urls(self.admin_view)
+        ] + (billing_console_urls(self.admin_view) + inventory_console_urls(self.admin_view)
+             + reconciliation_console_urls(self.admin_view))
         return extra + super().get_urls()
 
 

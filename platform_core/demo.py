@@ -39,7 +39,16 @@ def demo_ensure(state_dir: Path) -> dict[str, str]:
         shop_create(slug=DEMO_SLUG, name="Demo Card Shop", owner=owner, language="zh-hans", sample_catalog=True)
     else:
         _top_up_older_demo(Shop.objects.get(slug=DEMO_SLUG))
+    _demo_plan(Shop.objects.get(slug=DEMO_SLUG))
     return logins
+
+
+def _demo_plan(shop) -> None:
+    """The demo shows every feature and must never be invoiced or suspended: the
+    Business plan, complimentary (docs/billing.md)."""
+    from billing.services import subscription_make_complimentary
+
+    subscription_make_complimentary(shop=shop, plan_code="business", reason="Demo shop")
 
 
 def _top_up_older_demo(shop) -> None:

@@ -132,6 +132,7 @@ SHARED_APPS = [
     "platform_core",
     "plugins",
     "shop_templates",
+    "billing",
     "api",
 ]
 TENANT_APPS = [
@@ -244,6 +245,22 @@ CELERY_BEAT_SCHEDULER = "platform_core.beat.ShopAwareScheduler"
 CELERY_BEAT_SCHEDULE_FILENAME = str(STATE_DIR / "celerybeat-schedule")
 KAMENG_WORKER_HEARTBEAT_SECONDS = 15
 
+# --- platform billing (docs/billing.md) -----------------------------------------------
+# the plan a new shop's trial runs on, and the plan a cancelled subscription falls back to
+KAMENG_BILLING_TRIAL_PLAN = os.environ.get("KAMENG_BILLING_TRIAL_PLAN", "pro")
+KAMENG_BILLING_FALLBACK_PLAN = os.environ.get("KAMENG_BILLING_FALLBACK_PLAN", "free")
+KAMENG_BILLING_TAX_BP = int(os.environ.get("KAMENG_BILLING_TAX_BP", "0"))  # tax on invoices, basis points
+# dunning: retries this many days after an invoice is due, suspension after the grace period
+KAMENG_BILLING_RETRY_DAYS = [int(d) for d in os.environ.get("KAMENG_BILLING_RETRY_DAYS", "1,3,7").split(",")]
+KAMENG_BILLING_GRACE_DAYS = int(os.environ.get("KAMENG_BILLING_GRACE_DAYS", "10"))
+KAMENG_BILLING_LINK_SECONDS = int(os.environ.get("KAMENG_BILLING_LINK_SECONDS", "300"))  # invoice download links
+# where invoice PDFs live: the default storage (filesystem in development, S3 when S3_BUCKET is set)
+KAMENG_BILLING_STORAGE = "default"
+# the platform's own payment provider for collecting invoices (same interface as shop payment plugins)
+KAMENG_BILLING_PROVIDER = "billing.gateway.SandboxBillingGateway"
+KAMENG_BILLING_SANDBOX_KEY = os.environ.get("KAMENG_BILLING_SANDBOX_KEY", "") or (
+    "" if PRODUCTION else "sk_sandbox_" + _dev_secret("BILLING_SANDBOX_KEY", lambda: secrets.token_hex(16)))
+
 # --- i18n, static, media -------------------------------------------------------------
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
@@ -275,6 +292,7 @@ if AWS_STORAGE_BUCKET_NAME:
     AWS_S3_REGION_NAME = os.environ.get("S3_REGION", "us-east-1")
     AWS_DEFAULT_ACL = None
     AWS_QUERYSTRING_AUTH = True
+    AWS_S3_SIGNATURE_VERSION = "s3v4"  # presigned links carry X-Amz-Expires (SigV2 is deprecated)
 WHITENOISE_USE_FINDERS = not PRODUCTION
 
 # --- e-mail --------------------------------------------------------------------------
@@ -362,6 +380,10 @@ UNFOLD = {
                 _nav("Domains", "language", "/console/tenants/domain/"),
                 _nav("Merchants", "group", "/console/tenants/merchant/"),
                 _nav("Memberships", "badge", "/console/tenants/shopmembership/"),
+                _nav("Revenue", "monitoring", "/console/revenue/"),
+                _nav("Plans", "sell", "/console/billing/plan/"),
+                _nav("Subscriptions", "autorenew", "/console/billing/subscription/"),
+                _nav("Invoices", "receipt", "/console/billing/invoice/"),
                 _nav("Audit log", "history", "/console/audit/auditevent/"),
             ]},
         ],
@@ -384,6 +406,7 @@ UNFOLD_SHOP = {
                 _nav("Shop settings", "palette", "/manage/settings/", "platform_core.admin_sites.can_manage"),
                 _nav("Domains", "language", "/manage/domains/"),
                 _nav("Team", "group", "/manage/team/"),
+                _nav("Billing", "payments", "/manage/billing/"),
                 _nav("API token", "key", "/manage/api-token/"),
                 _nav("Audit log", "history", "/manage/audit/auditevent/"),
             ]},
@@ -410,7 +433,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s [%(schema_name)s] %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["shop"], "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # fontTools (invoice PDFs) logs every font subset at INFO
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "fontTools": {"level": "WARNING"}},
 }
 
 KAMENG_SHOP_SEEDERS = [

@@ -16,5 +16,6 @@ urlpatterns = [
     path("account/open/<slug:slug>/", views.open_shop_console, name="open_shop_console"),
     path("healthz", views.healthz, name="healthz"),
     path("console/", platform_console.urls),
+    path("billing/", include("billing.urls")),
     path("api/", include("api.urls_public")),
 ]

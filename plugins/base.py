@@ -51,12 +51,11 @@ class Plugin:
     @classmethod
     def unavailable_reason(cls, shop: Shop) -> str | None:
         """Why ``shop`` may not enable this plugin, or None if it may."""
-        from tenants.features import shop_has_feature
+        from tenants.features import feature_refusal
 
+        # a plan unlocks a whole kind ("plugins.payment") or one plugin ("plugin.<slug>")
         feature = cls.required_feature or f"plugins.{cls.kind}"
-        if not shop_has_feature(shop, feature):
-            return _("Your plan does not include %(feature)s plugins.") % {"feature": cls.kind}
-        return None
+        return feature_refusal(shop, (feature, f"plugin.{cls.slug}"), f"{cls.kind} plugins such as {cls.name}")
 
     # --- settings ------------------------------------------------------------
     @property

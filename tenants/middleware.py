@@ -120,4 +120,5 @@ class ShopStatusMiddleware:
     @staticmethod
     def _exempt(path: str) -> bool:
         # gateways must still reach a suspended shop: buyers may already have paid
-        return path == "/healthz" or path.startswith(("/manage/", "/static/", "/hooks/"))
+        # and the owner must be able to pay the platform to get the shop back (console and billing API)
+        return path == "/healthz" or path.startswith(("/manage/", "/static/", "/hooks/", "/api/v1/billing/"))

@@ -15,6 +15,8 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
+from billing.limits import limit_refusal
+from billing.services import subscription_start_trial
 from platform_core import crypto
 from platform_core.audit.services import audit_record
 from tenants import schema as schemas
@@ -207,6 +209,7 @@ def shop_create(*, slug: str, name: str, owner: Merchant | None = None, owner_em
                                   is_platform_subdomain=True, verified_at=now)
             ShopMembership.objects.create(shop=shop, merchant=owner, role=ShopMembership.Role.OWNER)
             crypto.create_data_key(shop)
+            subscription_start_trial(shop=shop, now=now)  # before seeding: seeders ask the plan
             audit_record(action="shop.created", actor=actor or owner, target=shop, request=request,
                          data={"slug": slug, "owner": owner.email, "from_pool": from_pool})
             with tenant_context(shop):
@@ -279,6 +282,8 @@ def domain_add(*, shop: Shop, hostname: str, actor=None, request=None) -> Domain
         raise ShopCreationError("Enter a host name such as shop.example.com.", field="domain")
     if hostname == settings.PLATFORM_DOMAIN or hostname.endswith("." + settings.PLATFORM_DOMAIN):
         raise ShopCreationError("Platform sub-domains are assigned automatically.", field="domain")
+    if refusal := limit_refusal(shop, "custom_domains"):
+        raise ShopCreationError(refusal, field="domain", code="plan_limit")
     try:
         with transaction.atomic():
             domain = Domain.objects.create(tenant=shop, domain=hostname, is_primary=False)
@@ -353,6 +358,8 @@ def membership_add(*, shop: Shop, email: str, role: str, actor=None, request=Non
     merchant = Merchant.objects.filter(email__iexact=(email or "").strip(), is_active=True).first()
     if merchant is None:
         raise ShopCreationError("No Kameng account uses this e-mail; ask them to sign up first.", field="email")
+    if refusal := limit_refusal(shop, "staff_seats"):
+        raise ShopCreationError(refusal, field="email", code="plan_limit")
     try:
         with transaction.atomic():
             membership = ShopMembership.objects.create(shop=shop, merchant=merchant, role=role)

@@ -10,9 +10,10 @@ import re
 from collections.abc import Iterable
 
 import nh3
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import ProtectedError
 
+from billing.limits import limit_refusal
 from platform_core.audit.services import audit_record
 from platform_core.catalog.models import SKU, Category, Product, WholesalePrice
 
@@ -276,6 +277,8 @@ def product_create(*, name: str, type: str = Product.Type.CARD_KEY, actor=None, 
     clean = _clean_product({"name": name, "type": type, **fields})
     skus = list(skus)
     with transaction.atomic():
+        if refusal := limit_refusal(connection.tenant, "products"):
+            raise CatalogError(refusal, code="plan_limit", status=403)
         product = Product(**clean)
         product.save()
         audit_record(action="catalog.product_created", actor=actor, target=product, request=request,

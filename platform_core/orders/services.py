@@ -17,6 +17,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from billing.limits import limit_refusal
 from platform_core.audit.services import audit_record
 from platform_core.money import format_minor
 from platform_core.catalog.models import SKU, Product, WholesalePrice
@@ -175,6 +176,9 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
     now = timezone.now()
     until = now + timedelta(minutes=rules.reservation_minutes)
     with transaction.atomic():
+        if refusal := limit_refusal(connection.tenant, "monthly_orders", whose="This shop's"):
+            raise OrderError(f"This shop cannot take more orders this month. {refusal}", code="plan_limit",
+                             status=403)
         _check_open_order_limits(rules, contact_value, ip)
         subtotal = 0
         priced = []

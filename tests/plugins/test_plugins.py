@@ -112,8 +112,14 @@ def test_unknown_hook_name_is_a_loud_error(alpha):
         hooks.collect("no_such_hook")
 
 
-@override_settings(KAMENG_DEFAULT_FEATURES=("plugins.marketing",))
 def test_plan_without_the_feature_cannot_enable_and_hooks_skip_it(alpha):
+    from billing.limits import forget_plan_cache
+    from billing.models import Plan, Subscription
+
+    plan = Plan.objects.create(code="marketing-only", name="Marketing only", monthly_fee=0,
+                               features=["plugins.marketing"])
+    Subscription.objects.filter(shop=alpha).update(plan=plan)
+    forget_plan_cache(alpha)
     with tenant_context(alpha):
         with pytest.raises(services.PluginError, match="plan does not include payment"):
             services.plugin_configure(shop=alpha, slug="dummy-gateway", data=GOOD, enable=True)
