@@ -574,3 +574,17 @@ def test_an_expired_checkout_session_fails_the_payment_not_the_order(stripe_shop
     payment.refresh_from_db()
     order.refresh_from_db()
     assert payment.status == "failed" and order.status == Order.Status.PENDING_PAYMENT
+
+
+def test_a_delayed_payment_method_delivers_when_the_money_arrives(stripe_shop, fake_stripe, bridge):
+    _, _, order, payment, _ = start(stripe_shop, bridge)
+    completed_unpaid = fake_stripe.pay_later(payment.external_id)
+    assert deliver(bridge, fake_stripe, completed_unpaid).status_code == 200
+    order.refresh_from_db()
+    assert order.status == Order.Status.PENDING_PAYMENT and not WebhookEvent.objects.exists()
+    assert provider_for("stripe").fetch_status(payment).status == "pending"
+    succeeded, _ = fake_stripe.pay(payment.external_id, asynchronous=True)
+    assert succeeded["type"] == "checkout.session.async_payment_succeeded"
+    assert deliver(bridge, fake_stripe, succeeded).status_code == 200
+    order.refresh_from_db()
+    assert order.status == Order.Status.DELIVERED
