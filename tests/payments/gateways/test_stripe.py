@@ -588,3 +588,27 @@ def test_a_delayed_payment_method_delivers_when_the_money_arrives(stripe_shop, f
     assert deliver(bridge, fake_stripe, succeeded).status_code == 200
     order.refresh_from_db()
     assert order.status == Order.Status.DELIVERED
+
+
+def test_a_buyer_sees_plain_words_when_the_shops_stripe_key_is_wrong(alpha, fake_stripe, caplog):
+    with tenant_context(alpha):
+        enable_stripe(alpha, secret_key="sk_test_" + "W" * 40)
+        sku, _ = make_stock(alpha)
+        order = place_order(sku)
+    browser = Client(HTTP_HOST=host_of(alpha))
+    browser.get(f"/order/{order.number}/?t={order.access_token}")
+    with caplog.at_level(logging.WARNING, logger="platform_core.storefront.views"):
+        page = browser.post(f"/order/{order.number}/pay/", {"payment": "stripe"}, follow=True)
+    html = page.content.decode()
+    assert "This payment method is not available right now. Choose another one or try again later." in html
+    assert "shop console" not in html and "credentials" not in html
+    assert any("payment start failed: provider=stripe" in r.getMessage() and "check the Stripe settings"
+               in r.getMessage() for r in caplog.records)
+    assert "W" * 40 not in caplog.text
+    from django.conf import settings
+
+    zh = Client(HTTP_HOST=host_of(alpha))
+    zh.cookies[settings.LANGUAGE_COOKIE_NAME] = "zh-hans"
+    zh.get(f"/order/{order.number}/?t={order.access_token}")
+    page = zh.post(f"/order/{order.number}/pay/", {"payment": "stripe"}, follow=True)
+    assert "该支付方式暂不可用" in page.content.decode()
