@@ -491,3 +491,15 @@ def test_yen_goes_to_paypal_without_decimals(paypal_shop, fake_paypal, bridge):
     order_refund(order=order, amount=1000, reason="one key", actor="staff@alpha.example")
     refund, = fake_paypal.received("POST", r"/v2/payments/captures/.*/refund")
     assert refund.json()["amount"] == {"currency_code": "JPY", "value": "1000"}
+
+
+def test_console_lists_paypal_and_its_settings_page_explains_every_field(alpha, alice):
+    console = Client(HTTP_HOST=host_of(alpha))
+    console.force_login(alice)
+    listing = console.get("/manage/plugins/").content.decode()
+    assert "PayPal" in listing and "Stripe (cards)" in listing
+    page = console.get("/manage/plugins/paypal/").content.decode()
+    for words in ("Client ID", "Webhook ID", "/hooks/payments/paypal/", "Sandbox: PayPal test accounts",
+                  "Test connection"):
+        assert words in page
+    assert 'name="client_secret"' in page and 'type="password"' in page
