@@ -455,7 +455,7 @@ def test_the_order_page_asks_the_gateway_at_most_every_ten_seconds(paypal_shop, 
     assert not fake_paypal.captures  # not approved yet: nothing to capture
     from django.core.cache import cache
 
-    cache.delete(f"payments:check:{order.pk}")  # ten seconds later
+    cache.delete(f"payments:check:{order.number}")  # ten seconds later
     with django_capture_on_commit_callbacks(execute=True):
         browser.get(f"/order/{order.number}/status.json")
     assert len(fake_paypal.received("GET", rf"/v2/checkout/orders/{payment.external_id}")) == 2
