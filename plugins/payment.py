@@ -71,11 +71,13 @@ class SettlementLine:
 
 
 class PaymentError(Exception):
-    """Shown to buyers and staff in plain words."""
+    """Shown to buyers and staff in plain words. ``buyer_message`` is what a buyer sees
+    when the staff-facing ``message`` would tell them to fix something they cannot."""
 
-    def __init__(self, message: str, *, retryable: bool = False):
+    def __init__(self, message: str, *, retryable: bool = False, buyer_message: str = ""):
         super().__init__(message)
         self.message, self.retryable = message, retryable
+        self.buyer_message = buyer_message or message
 
 
 class PaymentDeclined(PaymentError):
@@ -99,8 +101,10 @@ class PaymentMisconfigured(PaymentError):
     """The shop's settings for this gateway are missing or refused (wrong key, revoked
     credentials, wrong account). Staff must fix the plugin settings; buyers cannot."""
 
+    BUYER_MESSAGE = "This payment method is not available right now. Choose another one or try again later."
+
     def __init__(self, message: str = "This payment method is not set up correctly; the shop must check its settings."):
-        super().__init__(message, retryable=False)
+        super().__init__(message, retryable=False, buyer_message=self.BUYER_MESSAGE)
 
 
 class WebhookRejected(Exception):

@@ -65,8 +65,6 @@ def poll_pending_payments() -> int:
     return payments_poll_pending()
 
 
-
-
 @shared_task(name="payments.check_order", ignore_result=True)
 def check_order_payments(order_id: int) -> int:
     from platform_core.payments.services import payments_check_order

@@ -227,8 +227,8 @@ def payments_check_order(*, order_id: int) -> int:
     from datetime import timedelta
 
     since = timezone.now() - timedelta(days=2)
-    payments = Payment.objects.filter(order_id=order_id, status=Payment.Status.PENDING, created_at__gt=since,
-                                      external_id__isnull=False).select_related("order")
+    payments = Payment.objects.filter(order_id=order_id, status=Payment.Status.PENDING, created_at__gt=since) \
+        .exclude(external_id__isnull=True).exclude(external_id="").select_related("order")
     return sum(_poll_payment(payment) == "paid" for payment in payments)
 
 
@@ -240,9 +240,12 @@ def payments_request_check(*, order_number: str) -> bool:
 
     from platform_core.orders.tasks import check_order_payments
 
+    # the throttle first: the page polls every second, the database is asked once per interval
+    if not cache.add(f"payments:check:{order_number}", 1, CHECK_INTERVAL_SECONDS):
+        return False
     order_id = Order.objects.filter(number=order_number, status=Order.Status.PENDING_PAYMENT,
                                     payments__status=Payment.Status.PENDING).values_list("pk", flat=True).first()
-    if order_id is None or not cache.add(f"payments:check:{order_id}", 1, CHECK_INTERVAL_SECONDS):
+    if order_id is None:
         return False
     transaction.on_commit(lambda: check_order_payments.delay(order_id))
     return True

@@ -190,6 +190,9 @@ SERVICE_MESSAGES: dict[str, str] = {
         "余额不足，请先充值或选择其他支付方式。",
     "Sign in to pay from your wallet.": "请登录后使用余额支付。",
     "Try again in a moment.": "请稍后再试。",
+    "This payment method is not available right now. Choose another one or try again later.":
+        "该支付方式暂不可用，请选择其他支付方式或稍后再试。",
+    "The payment was declined. Try another card or payment method.": "付款被拒绝，请换一张卡或其他支付方式。",
 }
 SERVICE_PATTERNS: list[tuple[re.Pattern, str]] = [
     (re.compile(r"^Only (\d+) left in stock\.$"), "库存仅剩 {0} 件。"),
@@ -199,6 +202,12 @@ SERVICE_PATTERNS: list[tuple[re.Pattern, str]] = [
     (re.compile(r"^An order that is .+ cannot become .+\.$"), "订单当前状态不允许此操作。"),
     (re.compile(r"^Ensure this value is greater than or equal to (\d+)\.$"), "不能小于 {0}。"),
     (re.compile(r"^Ensure this value is less than or equal to ([\d,]+)\.$"), "不能大于 {0}。"),
+    # payment gateways (plugins.payments.gateway)
+    (re.compile(r"^(.+) is not reachable\. Try again in a moment\.$"), "暂时无法连接 {0}，请稍后再试。"),
+    (re.compile(r"^(.+) did not answer in time\. Try again in a moment\.$"), "{0} 响应超时，请稍后再试。"),
+    (re.compile(r"^(.+) had a problem \(HTTP \d+\)\. Try again in a moment\.$"), "{0} 暂时出现问题，请稍后再试。"),
+    (re.compile(r"^(.+) sent an unexpected answer\. Try again in a moment\.$"), "{0} 返回异常，请稍后再试。"),
+    (re.compile(r"^(.+) declined the payment: (.+)$"), "{0} 拒绝了本次付款：{1}"),
 ]
 
 

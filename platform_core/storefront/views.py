@@ -7,6 +7,7 @@ the field it names — never a 500.
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import secrets
 from urllib.parse import urlencode
@@ -56,6 +57,8 @@ from platform_core.storefront.i18n import LANGUAGES, catalog, msg, reason_word, 
 from plugins import hooks
 from plugins.payment import PaymentError
 from shop_templates.loader import render_theme
+
+logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 24
 HOT_LIMIT = 8
@@ -296,7 +299,10 @@ def _start_payment(request, order: Order, provider_slug: str):
         _payment, action = payment_start(order=order, provider_slug=provider_slug, return_url=return_url,
                                          notify_url=notify_url)
     except PaymentError as exc:
-        messages.error(request, f"{msg('payment_failed')}: {t(exc.message)}")
+        if exc.buyer_message != exc.message:  # a message for staff: in the log, not on the buyer's screen
+            logger.warning("payment start failed: provider=%s order=%s: %s", provider_slug, order.number,
+                           exc.message)
+        messages.error(request, f"{msg('payment_failed')}: {t(exc.buyer_message)}")
         return redirect(_order_url(order))
     except UnknownProvider:
         messages.error(request, f"{msg('payment_failed')}: {t('The payment method is not available for this order.')}")

@@ -213,7 +213,6 @@ class GatewayClient:
         self.session = requests.Session()
         self.session.headers.update({"User-Agent": "Kameng/1.0", "Accept": "application/json"})
         self.session.headers.update(default_headers or {})
-        self.session.trust_env = False  # no proxy variables or .netrc credentials sneaking in
 
     def close(self) -> None:
         self.session.close()

@@ -203,9 +203,18 @@ class FakeStripe(FakeGateway):
         return {"object": "balance", "livemode": False, "available": [{"amount": paid, "currency": "cny"}]}
 
     # --- the buyer and the dashboard ----------------------------------------------------
-    def pay(self, session_id: str) -> list[dict]:
+    def pay_later(self, session_id: str) -> dict:
+        """The buyer chooses a delayed method (a bank debit): the session completes
+        unpaid; ``pay()`` later settles it. Returns checkout.session.completed."""
+        with self.lock:
+            session = self.sessions[session_id]
+            session.update(status="complete", payment_status="unpaid")
+            return self.event("checkout.session.completed", self._public(session))
+
+    def pay(self, session_id: str, *, asynchronous: bool = False) -> list[dict]:
         """The buyer pays on the hosted page: PaymentIntent + charge, the session paid.
-        Returns the events Stripe would send (session completed, intent succeeded)."""
+        Returns the events Stripe would send (session completed, intent succeeded;
+        ``asynchronous``: checkout.session.async_payment_succeeded instead)."""
         with self.lock:
             session = self.sessions[session_id]
             intent_id, charge_id = _id("pi"), _id("ch")
@@ -219,7 +228,8 @@ class FakeStripe(FakeGateway):
                                        "payment_intent": intent_id, "paid": True, "status": "succeeded",
                                        "metadata": metadata}
             session.update(status="complete", payment_status="paid", payment_intent=intent_id)
-            return [self.event("checkout.session.completed", self._public(session)),
+            kind = "checkout.session.async_payment_succeeded" if asynchronous else "checkout.session.completed"
+            return [self.event(kind, self._public(session)),
                     self.event("payment_intent.succeeded", self.intents[intent_id])]
 
     def decline(self, session_id: str) -> dict:

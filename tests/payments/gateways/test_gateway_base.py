@@ -284,3 +284,40 @@ def test_decimal_gateways_with_their_own_exponents():
         from_decimal_string("1500.5", "HUF", paypal)
     with pytest.raises(ValueError):
         from_decimal_string("-1", "HUF", paypal)
+
+
+def test_even_at_debug_level_no_logger_sees_a_secret_in_a_query_string(echo, fast, caplog):
+    """Some gateways (EPay) take the merchant key in the query: neither our client nor
+    the HTTP library underneath may log it, whatever LOG_LEVEL says."""
+    with caplog.at_level(logging.DEBUG):
+        client_for(echo).request("GET", "/v1/things/abc", params={"key": SECRET})
+    assert echo.received("GET")[0].query == {"key": [SECRET]}
+    assert any(r.name == "kameng.payments.echo" for r in caplog.records)
+    assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize("english, chinese", [
+    ("PayPal is not reachable. Try again in a moment.", "暂时无法连接 PayPal，请稍后再试。"),
+    ("Stripe did not answer in time. Try again in a moment.", "Stripe 响应超时，请稍后再试。"),
+    ("Stripe had a problem (HTTP 503). Try again in a moment.", "Stripe 暂时出现问题，请稍后再试。"),
+    ("Stripe declined the payment: Your card has insufficient funds.",
+     "Stripe 拒绝了本次付款：Your card has insufficient funds."),
+    (PaymentMisconfigured().buyer_message, "该支付方式暂不可用，请选择其他支付方式或稍后再试。"),
+    (PaymentDeclined().message, "付款被拒绝，请换一张卡或其他支付方式。"),
+])
+def test_gateway_errors_reach_chinese_speaking_buyers_in_chinese(english, chinese):
+    from django.utils import translation
+
+    from platform_core.storefront.i18n import t
+
+    with translation.override("zh-hans"):
+        assert t(english) == chinese
+    assert t(english) == english
+
+
+def test_misconfiguration_tells_staff_what_to_fix_and_buyers_what_to_do():
+    error = PaymentMisconfigured("Stripe refused the shop's credentials; check the Stripe settings.")
+    assert error.message.startswith("Stripe refused") and not error.retryable
+    assert error.buyer_message == "This payment method is not available right now. Choose another one or try again later."
+    retry = PaymentRetryable("Stripe is not reachable. Try again in a moment.")
+    assert retry.retryable and retry.buyer_message == retry.message

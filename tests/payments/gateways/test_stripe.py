@@ -549,3 +549,66 @@ def test_the_buyer_back_on_the_order_page_gets_the_keys_without_a_webhook(stripe
     assert len(keys) == 2 and set(keys) <= set(plaintexts)
     page = browser.get(f"/order/{order.number}/").content.decode()
     assert all(key in page for key in keys)
+
+
+def test_yen_is_sent_to_stripe_as_whole_yen(stripe_shop, fake_stripe, bridge):
+    stripe_shop.currency = "JPY"
+    stripe_shop.save(update_fields=["currency"])
+    _, _, order, payment, _ = start(stripe_shop, bridge, price=1500)
+    assert (order.currency, order.total) == ("JPY", 3000)
+    created, = fake_stripe.received("POST", r"/v1/checkout/sessions")
+    form = created.form()
+    assert form["line_items[0][price_data][currency]"] == "jpy"
+    assert form["line_items[0][price_data][unit_amount]"] == "3000"
+    completed, _ = fake_stripe.pay(payment.external_id)
+    assert deliver(bridge, fake_stripe, completed).status_code == 200
+    order.refresh_from_db()
+    assert order.status == Order.Status.DELIVERED
+
+
+def test_an_expired_checkout_session_fails_the_payment_not_the_order(stripe_shop, fake_stripe, bridge):
+    _, _, order, payment, _ = start(stripe_shop, bridge)
+    session = dict(fake_stripe.sessions[payment.external_id], status="expired")
+    session.pop("_intent_metadata"), session.pop("_name")
+    assert deliver(bridge, fake_stripe, fake_stripe.event("checkout.session.expired", session)).status_code == 200
+    payment.refresh_from_db()
+    order.refresh_from_db()
+    assert payment.status == "failed" and order.status == Order.Status.PENDING_PAYMENT
+
+
+def test_a_delayed_payment_method_delivers_when_the_money_arrives(stripe_shop, fake_stripe, bridge):
+    _, _, order, payment, _ = start(stripe_shop, bridge)
+    completed_unpaid = fake_stripe.pay_later(payment.external_id)
+    assert deliver(bridge, fake_stripe, completed_unpaid).status_code == 200
+    order.refresh_from_db()
+    assert order.status == Order.Status.PENDING_PAYMENT and not WebhookEvent.objects.exists()
+    assert provider_for("stripe").fetch_status(payment).status == "pending"
+    succeeded, _ = fake_stripe.pay(payment.external_id, asynchronous=True)
+    assert succeeded["type"] == "checkout.session.async_payment_succeeded"
+    assert deliver(bridge, fake_stripe, succeeded).status_code == 200
+    order.refresh_from_db()
+    assert order.status == Order.Status.DELIVERED
+
+
+def test_a_buyer_sees_plain_words_when_the_shops_stripe_key_is_wrong(alpha, fake_stripe, caplog):
+    with tenant_context(alpha):
+        enable_stripe(alpha, secret_key="sk_test_" + "W" * 40)
+        sku, _ = make_stock(alpha)
+        order = place_order(sku)
+    browser = Client(HTTP_HOST=host_of(alpha))
+    browser.get(f"/order/{order.number}/?t={order.access_token}")
+    with caplog.at_level(logging.WARNING, logger="platform_core.storefront.views"):
+        page = browser.post(f"/order/{order.number}/pay/", {"payment": "stripe"}, follow=True)
+    html = page.content.decode()
+    assert "This payment method is not available right now. Choose another one or try again later." in html
+    assert "shop console" not in html and "credentials" not in html
+    assert any("payment start failed: provider=stripe" in r.getMessage() and "check the Stripe settings"
+               in r.getMessage() for r in caplog.records)
+    assert "W" * 40 not in caplog.text
+    from django.conf import settings
+
+    zh = Client(HTTP_HOST=host_of(alpha))
+    zh.cookies[settings.LANGUAGE_COOKIE_NAME] = "zh-hans"
+    zh.get(f"/order/{order.number}/?t={order.access_token}")
+    page = zh.post(f"/order/{order.number}/pay/", {"payment": "stripe"}, follow=True)
+    assert "该支付方式暂不可用" in page.content.decode()
