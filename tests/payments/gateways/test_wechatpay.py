@@ -529,3 +529,16 @@ def test_buyer_checks_out_on_the_storefront_scans_and_sees_the_keys(shop, shop_c
     html = browser.get(response["Location"]).content.decode()
     shown = [key for key in plaintexts if key in html]
     assert len(shown) == 2 and 'data-testid="keys"' in html
+
+
+def test_a_timeout_is_retried_with_the_same_order_and_refund_numbers(shop, settings):
+    settings.KAMENG_PAYMENT_HTTP_TIMEOUT = (1.0, 0.5)
+    shop.fake.stall("POST", r"/v3/pay/transactions/native", 1.0)
+    started = start_payment(shop.shop, "wechatpay", shop.notify_url)
+    calls = shop.fake.received("POST", r"/v3/pay/transactions/native")
+    assert len(calls) == 2 and calls[0].body == calls[1].body and len(shop.fake.orders) == 1
+    shop.bridge.call(lambda: shop.fake.pay(started["payment"].external_id))
+    shop.fake.stall("POST", r"/v3/refund/domestic/refunds", 1.0)
+    order_refund(order=started["order"], amount=600, reason="late answer", actor="staff@alpha.example")
+    assert len(shop.fake.received("POST", r"/v3/refund/domestic/refunds")) == 2
+    assert shop.fake.orders[started["payment"].external_id]["refunded"] == 600 and len(shop.fake.refunds) == 1
