@@ -65,7 +65,7 @@ class FakePayPal(FakeGateway):
         self.refunds: dict[str, dict] = {}
         self.replies: dict[str, tuple[str, Reply]] = {}  # PayPal-Request-Id -> (path, first answer)
         self.private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.refund_custom_id = True  # False: refunds made in PayPal's console carry no custom_id
+        self.decline_captures = False  # True: the buyer's funding source refuses every capture
 
     # --- checks ------------------------------------------------------------------------
     def _bearer(self, request: RecordedRequest) -> Reply | None:
@@ -186,6 +186,10 @@ class FakePayPal(FakeGateway):
             return _error(422, "UNPROCESSABLE_ENTITY", "ORDER_ALREADY_CAPTURED")
         if order["status"] != "APPROVED":
             return _error(422, "UNPROCESSABLE_ENTITY", "ORDER_NOT_APPROVED")
+        if self.decline_captures:
+            return _error(422, "UNPROCESSABLE_ENTITY", "INSTRUMENT_DECLINED",
+                          "The instrument presented was either declined by the processor or bank, or it can't be "
+                          "used for this payment.")
         unit = order["purchase_units"][0]
         capture = {"id": _pid(), "status": "COMPLETED", "amount": dict(unit["amount"]),
                    "custom_id": unit.get("custom_id"), "final_capture": True,

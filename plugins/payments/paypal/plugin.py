@@ -368,7 +368,12 @@ class PayPalPaymentPlugin(GatewayPaymentPlugin):
         event_id, kind, resource = payload["id"], payload["event_type"], payload["resource"]
         if kind == "CHECKOUT.ORDER.APPROVED":
             order_id = _id(resource)
-            return [self._event_from_order(event_id, self._capture(order_id), payload)]
+            try:
+                captured = self._capture(order_id)
+            except PaymentDeclined:  # the buyer's funding was refused: they may pay again
+                return [GatewayEvent(event_id=event_id, kind="payment.failed", payment_reference=_reference(
+                    _unit(resource)), external_id=order_id, raw=payload)]
+            return [self._event_from_order(event_id, captured, payload)]
         if kind == "PAYMENT.CAPTURE.COMPLETED":
             amount, currency = _amount_of(resource)
             related = resource.get("supplementary_data", {}).get("related_ids", {}) \
@@ -445,7 +450,10 @@ class PayPalPaymentPlugin(GatewayPaymentPlugin):
             return StatusOutcome(status="pending")
         order = self._order(payment.external_id)
         if order.get("status") == "APPROVED":
-            order = self._capture(payment.external_id)
+            try:
+                order = self._capture(payment.external_id)
+            except PaymentDeclined:
+                return StatusOutcome(status="failed", external_id=payment.external_id)
         state, capture = self._settled(order)
         if state != "succeeded":
             return StatusOutcome(status=state, external_id=payment.external_id)

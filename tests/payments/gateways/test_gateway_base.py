@@ -284,3 +284,13 @@ def test_decimal_gateways_with_their_own_exponents():
         from_decimal_string("1500.5", "HUF", paypal)
     with pytest.raises(ValueError):
         from_decimal_string("-1", "HUF", paypal)
+
+
+def test_even_at_debug_level_no_logger_sees_a_secret_in_a_query_string(echo, fast, caplog):
+    """Some gateways (EPay) take the merchant key in the query: neither our client nor
+    the HTTP library underneath may log it, whatever LOG_LEVEL says."""
+    with caplog.at_level(logging.DEBUG):
+        client_for(echo).request("GET", "/v1/things/abc", params={"key": SECRET})
+    assert echo.received("GET")[0].query == {"key": [SECRET]}
+    assert any(r.name == "kameng.payments.echo" for r in caplog.records)
+    assert SECRET not in caplog.text

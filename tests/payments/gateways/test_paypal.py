@@ -459,3 +459,35 @@ def test_the_order_page_asks_the_gateway_at_most_every_ten_seconds(paypal_shop, 
     with django_capture_on_commit_callbacks(execute=True):
         browser.get(f"/order/{order.number}/status.json")
     assert len(fake_paypal.received("GET", rf"/v2/checkout/orders/{payment.external_id}")) == 2
+
+
+def test_a_declined_capture_fails_the_payment_and_the_buyer_may_pay_again(paypal_shop, fake_paypal, bridge):
+    _, _, order, payment, _ = start(paypal_shop, bridge)
+    fake_paypal.decline_captures = True
+    assert deliver(bridge, fake_paypal, fake_paypal.approve(payment.external_id)).status_code == 200
+    payment.refresh_from_db()
+    order.refresh_from_db()
+    assert payment.status == "failed" and order.status == Order.Status.PENDING_PAYMENT
+    assert WebhookEvent.objects.get().result == "failed" and not fake_paypal.captures
+    assert provider_for("paypal").fetch_status(payment).status == "failed"
+    fake_paypal.decline_captures = False
+    second, action = payment_start(order=order, provider_slug="paypal", return_url=RETURN_URL,
+                                   notify_url=bridge.url(HOOK))
+    deliver(bridge, fake_paypal, fake_paypal.approve(second.external_id))
+    order.refresh_from_db()
+    assert order.status == Order.Status.DELIVERED
+
+
+def test_yen_goes_to_paypal_without_decimals(paypal_shop, fake_paypal, bridge):
+    paypal_shop.currency = "JPY"
+    paypal_shop.save(update_fields=["currency"])
+    _, _, order, payment, _ = start(paypal_shop, bridge, price=1500)
+    assert (order.currency, order.total) == ("JPY", 3000)
+    created, = fake_paypal.received("POST", r"/v2/checkout/orders")
+    assert created.json()["purchase_units"][0]["amount"] == {"currency_code": "JPY", "value": "3000"}
+    deliver(bridge, fake_paypal, fake_paypal.approve(payment.external_id))
+    order.refresh_from_db()
+    assert order.status == Order.Status.DELIVERED
+    order_refund(order=order, amount=1000, reason="one key", actor="staff@alpha.example")
+    refund, = fake_paypal.received("POST", r"/v2/payments/captures/.*/refund")
+    assert refund.json()["amount"] == {"currency_code": "JPY", "value": "1000"}

@@ -549,3 +549,28 @@ def test_the_buyer_back_on_the_order_page_gets_the_keys_without_a_webhook(stripe
     assert len(keys) == 2 and set(keys) <= set(plaintexts)
     page = browser.get(f"/order/{order.number}/").content.decode()
     assert all(key in page for key in keys)
+
+
+def test_yen_is_sent_to_stripe_as_whole_yen(stripe_shop, fake_stripe, bridge):
+    stripe_shop.currency = "JPY"
+    stripe_shop.save(update_fields=["currency"])
+    _, _, order, payment, _ = start(stripe_shop, bridge, price=1500)
+    assert (order.currency, order.total) == ("JPY", 3000)
+    created, = fake_stripe.received("POST", r"/v1/checkout/sessions")
+    form = created.form()
+    assert form["line_items[0][price_data][currency]"] == "jpy"
+    assert form["line_items[0][price_data][unit_amount]"] == "3000"
+    completed, _ = fake_stripe.pay(payment.external_id)
+    assert deliver(bridge, fake_stripe, completed).status_code == 200
+    order.refresh_from_db()
+    assert order.status == Order.Status.DELIVERED
+
+
+def test_an_expired_checkout_session_fails_the_payment_not_the_order(stripe_shop, fake_stripe, bridge):
+    _, _, order, payment, _ = start(stripe_shop, bridge)
+    session = dict(fake_stripe.sessions[payment.external_id], status="expired")
+    session.pop("_intent_metadata"), session.pop("_name")
+    assert deliver(bridge, fake_stripe, fake_stripe.event("checkout.session.expired", session)).status_code == 200
+    payment.refresh_from_db()
+    order.refresh_from_db()
+    assert payment.status == "failed" and order.status == Order.Status.PENDING_PAYMENT
