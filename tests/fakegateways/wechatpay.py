@@ -4,7 +4,8 @@ It checks requests as WeChat Pay does — ``Authorization: WECHATPAY2-SHA256-RSA
 with a registered merchant id and certificate serial, a timestamp within 5 minutes and
 a valid SHA256withRSA signature over ``METHOD\\nURL\\nTIMESTAMP\\nNONCE\\nBODY\\n``; JSON
 bodies; ``out_trade_no`` / ``out_refund_no`` idempotency — signs every answer with a
-freshly generated platform key and X.509 certificate (``Wechatpay-*`` headers), and sends
+freshly generated platform key and X.509 certificate (``Wechatpay-*`` headers; after
+``use_public_key()`` the key is named as the newer "WeChat Pay public key", ``PUB_KEY_ID_…``), and sends
 notifications whose ``resource`` is AES-256-GCM encrypted with the merchant's APIv3 key.
 
 Buyer actions: ``pay(out_trade_no)`` (sync TRANSACTION.SUCCESS, returns the shop's answer).
@@ -68,6 +69,7 @@ class FakeWeChatPay(FakeGateway):
         super().__init__()
         self.platform_key = rsa_key("wechatpay-platform")
         self.platform_certificate = self_signed_certificate(self.platform_key, "Tenpay.com Root CA")
+        self.public_key_id = ""  # set by use_public_key(): sign as the "WeChat Pay public key" instead
         self.merchants: dict[str, dict] = {}
         self.orders: dict[str, dict] = {}
         self.refunds: dict[str, dict] = {}
@@ -78,6 +80,16 @@ class FakeWeChatPay(FakeGateway):
     @property
     def platform_serial(self) -> str:
         return signing.certificate_serial(self.platform_certificate)
+
+    def use_public_key(self) -> str:
+        """Sign from now on as newer accounts see it: the same key, named by a public key ID."""
+        self.public_key_id = "PUB_KEY_ID_0119" + "".join(str(secrets.randbelow(10)) for _ in range(18))
+        return self.public_key_id
+
+    @property
+    def platform_public_key_pem(self) -> str:
+        return self.platform_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
     @property
     def platform_certificate_pem(self) -> str:
@@ -96,7 +108,7 @@ class FakeWeChatPay(FakeGateway):
         return {"Wechatpay-Timestamp": timestamp_text, "Wechatpay-Nonce": nonce,
                 "Wechatpay-Signature": signing.sign(signing.response_message(timestamp_text, nonce, body),
                                                     key or self.platform_key),
-                "Wechatpay-Serial": serial or self.platform_serial,
+                "Wechatpay-Serial": serial or self.public_key_id or self.platform_serial,
                 "Wechatpay-Signature-Type": signing.SCHEMA, "Request-ID": uuid.uuid4().hex}
 
     def _reply(self, status: int, body: dict | None) -> Reply:
@@ -257,19 +269,6 @@ class FakeWeChatPay(FakeGateway):
                 "amount": {"total": record["order"]["total"], "refund": record["amount"],
                            "payer_total": record["order"]["total"], "payer_refund": record["amount"]},
                 "user_received_account": "支付用户零钱"}
-
-    # --- platform certificates -----------------------------------------------------------------------
-    @route("GET", r"/v3/certificates")
-    def certificates(self, request):
-        merchant, problem = self._authenticate(request)
-        if problem:
-            return self._reply(*problem)
-        encrypted = signing.encrypt_resource(self.platform_certificate_pem.encode(), merchant["apiv3_key"],
-                                             associated_data="certificate", original_type="certificate")
-        encrypted.pop("original_type")
-        return self._reply(200, {"data": [{
-            "serial_no": self.platform_serial, "effective_time": "2024-01-01T00:00:00+08:00",
-            "expire_time": "2029-01-01T00:00:00+08:00", "encrypt_certificate": encrypted}]})
 
     # --- notifications ---------------------------------------------------------------------------
     def notification(self, event_type: str, resource: dict, *, mchid: str | None = None, event_id: str | None = None,

@@ -46,7 +46,7 @@ NOTIFY_MAX_AGE = timedelta(hours=48)
 NOTIFY_MAX_AHEAD = timedelta(minutes=5)
 MISCONFIGURED_SUB_CODES = {
     "isv.invalid-app-id", "isv.invalid-signature", "isv.missing-signature", "isv.invalid-signature-type",
-    "isv.insufficient-isv-permissions", "isv.app-unonline", "ACQ.ACCESS_FORBIDDEN", "ACQ.SELLER_BALANCE_NOT_ENOUGH",
+    "isv.insufficient-isv-permissions", "isv.app-unonline", "ACQ.ACCESS_FORBIDDEN",
 }
 CHECKOUTS = (
     ("page", "Computer website checkout (电脑网站支付): the buyer is sent to Alipay's page"),

@@ -71,9 +71,14 @@ class WeChatPaySettingsForm(forms.Form):
                                 widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
                                 help_text="The 32 letters and digits you set under API security → APIv3 key. "
                                           "Stored encrypted.")
-    platform_certificates = _text_field("WeChat Pay platform certificate (平台证书)",
-                                        "PEM text of the platform certificate (several one after another while "
-                                        "WeChat rotates them). Notifications signed by any other are refused.")
+    platform_certificates = _text_field(
+        "Platform certificate or WeChat Pay public key (平台证书 / 微信支付公钥)",
+        "PEM text of the platform certificate (several one after another while WeChat rotates them) and/or the "
+        "WeChat Pay public key. Answers and notifications signed by any other key are refused.")
+    platform_public_key_id = forms.CharField(
+        label="WeChat Pay public key ID", max_length=80, required=False,
+        help_text="Only with a WeChat Pay public key: its ID, PUB_KEY_ID_ followed by letters and digits "
+                  "(账户中心 → API安全 → 微信支付公钥).")
     checkout = forms.ChoiceField(label="Checkout", choices=CHECKOUTS, initial="native")
 
     def clean_mchid(self) -> str:
@@ -115,17 +120,24 @@ class WeChatPaySettingsForm(forms.Form):
         return value
 
     def clean_platform_certificates(self) -> str:
-        value = (self.cleaned_data.get("platform_certificates") or "").strip()
-        try:
-            signing.load_certificates(value)
-        except signing.KeyFormatError as exc:
-            raise forms.ValidationError(str(exc)) from None
-        return value
+        return (self.cleaned_data.get("platform_certificates") or "").strip()
+
+    def clean_platform_public_key_id(self) -> str:
+        return (self.cleaned_data.get("platform_public_key_id") or "").strip()
 
     def clean(self):
         cleaned = super().clean()
-        serial, certificates = cleaned.get("merchant_serial_no"), cleaned.get("platform_certificates")
-        if serial and certificates and serial in signing.load_certificates(certificates):
+        if "platform_certificates" not in cleaned:
+            return cleaned
+        try:
+            keys = signing.load_verification_keys(cleaned["platform_certificates"],
+                                                  cleaned.get("platform_public_key_id", ""))
+        except signing.KeyFormatError as exc:
+            field = "platform_public_key_id" if "public key ID" in str(exc) else "platform_certificates"
+            self.add_error(field, str(exc))
+            return cleaned
+        serial = cleaned.get("merchant_serial_no")
+        if serial and serial in keys:
             self.add_error("merchant_serial_no", "This is the platform certificate's serial number. Enter the "
                                                  "serial number of your own merchant API certificate.")
         return cleaned
@@ -164,12 +176,25 @@ class WeChatPayPaymentPlugin(GatewayPaymentPlugin):
         except signing.KeyFormatError:
             raise PaymentMisconfigured("The stored WeChat Pay private key cannot be read; paste it again.") from None
 
-    def _certificates(self):
+    def _verification_keys(self):
         try:
-            return signing.load_certificates(self.settings.get("platform_certificates", ""))
+            return signing.load_verification_keys(self.settings.get("platform_certificates", ""),
+                                                  self.settings.get("platform_public_key_id", ""))
         except signing.KeyFormatError:
-            raise PaymentMisconfigured("The WeChat Pay platform certificate is missing or unreadable; paste it "
-                                       "again.") from None
+            raise PaymentMisconfigured("The WeChat Pay platform certificate or public key is missing or unreadable; "
+                                       "paste it again.") from None
+
+    def _verify_answer(self, response: GatewayResponse) -> None:
+        try:
+            signing.verify_signed_message(
+                timestamp=response.headers.get("Wechatpay-Timestamp", ""),
+                nonce=response.headers.get("Wechatpay-Nonce", ""),
+                signature=response.headers.get("Wechatpay-Signature", ""),
+                serial=response.headers.get("Wechatpay-Serial", ""),
+                body=response.content.decode("utf-8", errors="replace"), keys=self._verification_keys())
+        except signing.SignatureError as exc:
+            raise PaymentMisconfigured(f"WeChat Pay's answer did not verify ({exc}). Check the platform "
+                                       f"certificate or public key in the WeChat Pay settings.") from None
 
     def _call(self, method: str, path: str, *, body: dict | None = None, idempotent: bool) -> GatewayResponse:
         """One signed call; a 2xx answer is returned only when its signature verifies."""
@@ -187,16 +212,7 @@ class WeChatPayPaymentPlugin(GatewayPaymentPlugin):
         response = self.http.request(method, path, content=body_text.encode() if body is not None else None,
                                      headers=headers, idempotent=idempotent)
         if response.ok:
-            try:
-                signing.verify_signed_message(
-                    timestamp=response.headers.get("Wechatpay-Timestamp", ""),
-                    nonce=response.headers.get("Wechatpay-Nonce", ""),
-                    signature=response.headers.get("Wechatpay-Signature", ""),
-                    serial=response.headers.get("Wechatpay-Serial", ""),
-                    body=response.content.decode("utf-8", errors="replace"), certificates=self._certificates())
-            except signing.SignatureError as exc:
-                raise PaymentMisconfigured(f"WeChat Pay's answer did not verify ({exc}). Check the platform "
-                                           f"certificate in the WeChat Pay settings.") from None
+            self._verify_answer(response)
         return response
 
     def _refused(self, response: GatewayResponse) -> PaymentError:
@@ -262,17 +278,17 @@ class WeChatPayPaymentPlugin(GatewayPaymentPlugin):
         if signature_type and signature_type != signing.SCHEMA:
             raise _rejected(f"Only {signing.SCHEMA} signatures are accepted.")
         try:
-            certificates = self._certificates()
+            keys = self._verification_keys()
             apiv3_key = signing.apiv3_key_bytes(self.require_secret("apiv3_key", "APIv3 key"))
         except (PaymentError, signing.KeyFormatError):
-            raise _rejected("The WeChat Pay plugin lacks its platform certificate or APIv3 key, so no notification "
-                            "can be verified.") from None
+            raise _rejected("The WeChat Pay plugin lacks its platform certificate (or public key) or APIv3 key, so "
+                            "no notification can be verified.") from None
         try:
             signing.verify_signed_message(
                 timestamp=request.headers.get("Wechatpay-Timestamp", ""), nonce=request.headers.get("Wechatpay-Nonce",
                                                                                                      ""),
                 signature=request.headers.get("Wechatpay-Signature", ""),
-                serial=request.headers.get("Wechatpay-Serial", ""), body=body, certificates=certificates)
+                serial=request.headers.get("Wechatpay-Serial", ""), body=body, keys=keys)
         except signing.SignatureError as exc:
             raise _rejected(str(exc)) from None
         try:
@@ -373,10 +389,14 @@ class WeChatPayPaymentPlugin(GatewayPaymentPlugin):
                                                       f"another way.")
 
     def test_connection(self) -> str:
-        """``GET /v3/certificates``: proves the merchant id, serial and key, and that the
-        answer verifies with a pasted platform certificate."""
-        response = self._call("GET", "/v3/certificates", idempotent=True)
-        if not response.ok:
+        """A query for an order that cannot exist: WeChat's signed "not found" proves the
+        merchant id, serial and private key, and that the pasted certificate or public key
+        verifies its answers."""
+        query = urlencode({"mchid": self.mchid})
+        response = self._call("GET", f"/v3/pay/transactions/out-trade-no/KAMENGTEST0?{query}", idempotent=True)
+        if response.status == 404:
+            self._verify_answer(response)
+        elif not response.ok:
             raise self._refused(response)
         return ("WeChat Pay accepted the merchant id, certificate serial and private key, and its answer verified "
-                "with the platform certificate.")
+                "with the platform certificate or public key.")

@@ -5,7 +5,8 @@
   (PKCS#1 v1.5, base64) with the merchant key over
   ``"METHOD\\nURL\\nTIMESTAMP\\nNONCE\\nBODY\\n"`` (URL = path and query, BODY empty for GET).
 * Answers and notifications: ``Wechatpay-Signature/-Timestamp/-Nonce/-Serial`` headers,
-  signed by the platform certificate named by the serial over ``"{ts}\\n{nonce}\\n{body}\\n"``.
+  signed over ``"{ts}\\n{nonce}\\n{body}\\n"`` by the key the serial names: a platform
+  certificate (its serial number) or the newer WeChat Pay public key (``PUB_KEY_ID_…``).
 * Notification resources: AEAD_AES_256_GCM with the 32-byte APIv3 key, the resource's
   nonce and associated data; the ciphertext carries the 16-byte tag at its end.
 
@@ -89,7 +90,7 @@ def parse_authorization(header: str) -> dict[str, str]:
 
 
 def verify_signed_message(*, timestamp: str, nonce: str, signature: str, serial: str, body: str,
-                          certificates: dict[str, x509.Certificate], now: float | None = None,
+                          keys: dict[str, rsa.RSAPublicKey], now: float | None = None,
                           tolerance: int = TOLERANCE_SECONDS) -> None:
     """Check a platform-signed answer or notification; raises SignatureError if it is not genuine."""
     if not (timestamp and nonce and signature and serial):
@@ -101,10 +102,10 @@ def verify_signed_message(*, timestamp: str, nonce: str, signature: str, serial:
     now = int(time.time() if now is None else now)
     if abs(now - int(timestamp)) > tolerance:
         raise SignatureError(f"The Wechatpay-Timestamp is more than {tolerance} seconds off.")
-    certificate = certificates.get(serial.upper())
-    if certificate is None:
-        raise SignatureError("The Wechatpay-Serial names no platform certificate this shop knows.")
-    if not verify(response_message(timestamp, nonce, body), signature, certificate.public_key()):
+    key = keys.get(serial) or keys.get(serial.upper())
+    if key is None:
+        raise SignatureError("The Wechatpay-Serial names no platform certificate or public key this shop knows.")
+    if not verify(response_message(timestamp, nonce, body), signature, key):
         raise SignatureError("The Wechatpay-Signature does not match.")
 
 
@@ -174,6 +175,41 @@ def load_certificates(text: str) -> dict[str, x509.Certificate]:
             raise KeyFormatError("A platform certificate does not hold an RSA key of at least 2048 bits.")
         by_serial[certificate_serial(certificate)] = certificate
     return by_serial
+
+
+PUBLIC_KEY_ID_RE = re.compile(r"^PUB_KEY_ID_[0-9A-Za-z]{1,64}$")
+_PUBLIC_KEY_BLOCK_RE = re.compile(r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.S)
+
+
+def load_verification_keys(text: str, public_key_id: str = "") -> dict[str, rsa.RSAPublicKey]:
+    """The keys WeChat may sign with, by the value of ``Wechatpay-Serial``: platform
+    certificates (by serial number) and/or the WeChat Pay public key (by its
+    ``PUB_KEY_ID_…``), pasted one after another while an account moves between them."""
+    text = (text or "").strip()
+    public_blocks = _PUBLIC_KEY_BLOCK_RE.findall(text)
+    rest = _PUBLIC_KEY_BLOCK_RE.sub("", text).strip()
+    if not public_blocks and "-----BEGIN CERTIFICATE-----" not in rest:
+        raise KeyFormatError("Paste the WeChat Pay platform certificate (-----BEGIN CERTIFICATE-----) or the WeChat "
+                             "Pay public key (-----BEGIN PUBLIC KEY-----).")
+    keys: dict[str, rsa.RSAPublicKey] = {}
+    if rest:
+        keys.update({serial: certificate.public_key() for serial, certificate in load_certificates(rest).items()})
+    if len(public_blocks) > 1:
+        raise KeyFormatError("Paste one WeChat Pay public key (with its ID), not several.")
+    if public_blocks:
+        if not PUBLIC_KEY_ID_RE.match(public_key_id or ""):
+            raise KeyFormatError("A WeChat Pay public key needs its public key ID (PUB_KEY_ID_ followed by letters "
+                                 "and digits), shown next to it on pay.weixin.qq.com.")
+        try:
+            key = serialization.load_pem_public_key(public_blocks[0].encode())
+        except ValueError:
+            raise KeyFormatError("The WeChat Pay public key could not be read; paste the PEM text unchanged.") from None
+        if not isinstance(key, rsa.RSAPublicKey) or key.key_size < MIN_KEY_BITS:
+            raise KeyFormatError("The WeChat Pay public key is not an RSA key of at least 2048 bits.")
+        keys[public_key_id] = key
+    elif public_key_id:
+        raise KeyFormatError("A public key ID is set but no WeChat Pay public key is pasted.")
+    return keys
 
 
 def apiv3_key_bytes(text: str) -> bytes:

@@ -498,3 +498,20 @@ def test_buyer_checks_out_on_the_storefront_pays_at_alipay_and_sees_the_keys(sho
     assert shop.bridge.call(lambda: shop.fake.pay(out_trade_no)).text == "success"
     html = browser.get(return_url).content.decode()  # Alipay sends the buyer back
     assert len([key for key in plaintexts if key in html]) == 2
+
+
+def test_a_timeout_is_retried_with_the_same_trade_and_refund_numbers(shop, settings):
+    """Alipay answers late: the retry names the same out_trade_no / out_request_no, so the
+    buyer gets one trade and the refund is paid once."""
+    settings.KAMENG_PAYMENT_HTTP_TIMEOUT = (1.0, 0.5)
+    reconfigure(shop, checkout="qr")
+    shop.fake.stall("POST", r"/gateway\.do", 1.0)
+    started = start_payment(shop.shop, "alipay", shop.notify_url)
+    calls = shop.fake.received("POST", r"/gateway\.do")
+    assert len(calls) == 2 and len(shop.fake.trades) == 1
+    assert json.loads(calls[0].form()["biz_content"]) == json.loads(calls[1].form()["biz_content"])
+    shop.bridge.call(lambda: shop.fake.pay(started["payment"].external_id))
+    shop.fake.stall("POST", r"/gateway\.do", 1.0)
+    order_refund(order=started["order"], amount=600, reason="late answer", actor="staff@alpha.example")
+    assert shop.fake.trades[started["payment"].external_id]["refunded"] == 600
+    assert Refund.objects.get().status == "succeeded"

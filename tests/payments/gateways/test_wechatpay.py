@@ -112,7 +112,7 @@ def test_platform_signatures_allow_five_minutes_either_way(offset, ok):
     ts = str(now + offset)
     signature = signing.sign(signing.response_message(ts, "nonce1", "{}"), key)
     check = dict(timestamp=ts, nonce="nonce1", signature=signature, serial=serial, body="{}",
-                 certificates={serial: certificate}, now=now)
+                 keys={serial: certificate.public_key()}, now=now)
     if ok:
         signing.verify_signed_message(**check)
     else:
@@ -279,6 +279,8 @@ def test_answers_signed_by_an_unknown_certificate_are_not_believed(shop):
 
 def test_test_connection(shop):
     assert "verified" in provider_for("wechatpay").test_connection()
+    (call,) = shop.fake.received("GET", r"/v3/pay/transactions/out-trade-no/.+")
+    assert call.headers["Authorization"].startswith("WECHATPAY2-SHA256-RSA2048 ")
     configure(shop, merchant_serial_no="ABCDEF0123")
     with pytest.raises(PaymentMisconfigured):
         provider_for("wechatpay").test_connection()
@@ -416,6 +418,7 @@ def test_another_shop_cannot_decrypt_or_use_this_shops_notification(shop, pendin
     ("apiv3_key", "a" * 33, "exactly 32"),
     ("apiv3_key", "a" * 30 + "é", "letters and digits"),  # 32 bytes, not 32 letters or digits
     ("platform_certificates", "hello", "BEGIN CERTIFICATE"),
+    ("platform_public_key_id", "PUB_KEY_ID_0119", "no WeChat Pay public key is pasted"),
     ("platform_certificates", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----", "could not be read"),
     ("checkout", "jsapi", "valid choice"),
 ])
@@ -423,6 +426,27 @@ def test_settings_refuse_wrong_credentials_with_a_clear_message(shop, field, val
     with pytest.raises(PluginError) as error:
         configure(shop, **{field: value})
     assert message in " ".join(error.value.errors[field])
+
+
+def test_accounts_with_a_wechat_pay_public_key_instead_of_certificates(shop):
+    """Newer merchant accounts get a "WeChat Pay public key" named PUB_KEY_ID_…"""
+    with pytest.raises(PluginError) as error:  # the key without its ID
+        configure(shop, platform_certificates=shop.fake.platform_public_key_pem)
+    assert "public key ID" in " ".join(error.value.errors["platform_public_key_id"])
+    key_id = shop.fake.use_public_key()
+    configure(shop, platform_certificates=shop.fake.platform_public_key_pem, platform_public_key_id=key_id)
+    assert "verified" in provider_for("wechatpay").test_connection()
+    started = start_payment(shop.shop, "wechatpay", shop.notify_url)
+    assert shop.bridge.call(lambda: shop.fake.pay(started["payment"].external_id)).status_code == 204
+    assert_delivered(started)
+    # the certificate serial means nothing to this shop any more
+    body, headers = shop.fake.notification("TRANSACTION.SUCCESS", shop.fake.transaction(
+        shop.fake.orders[started["payment"].external_id]), serial=shop.fake.platform_serial)
+    assert post_notification(shop, body, headers).status_code == 400
+    # during a move both may be pasted: either name is then trusted
+    both = shop.fake.platform_certificate_pem + "\n" + shop.fake.platform_public_key_pem
+    configure(shop, platform_certificates=both, platform_public_key_id=key_id)
+    assert post_notification(shop, body, headers).status_code == 204
 
 
 def test_settings_refuse_the_platform_serial_as_the_merchant_serial(shop):
@@ -505,3 +529,16 @@ def test_buyer_checks_out_on_the_storefront_scans_and_sees_the_keys(shop, shop_c
     html = browser.get(response["Location"]).content.decode()
     shown = [key for key in plaintexts if key in html]
     assert len(shown) == 2 and 'data-testid="keys"' in html
+
+
+def test_a_timeout_is_retried_with_the_same_order_and_refund_numbers(shop, settings):
+    settings.KAMENG_PAYMENT_HTTP_TIMEOUT = (1.0, 0.5)
+    shop.fake.stall("POST", r"/v3/pay/transactions/native", 1.0)
+    started = start_payment(shop.shop, "wechatpay", shop.notify_url)
+    calls = shop.fake.received("POST", r"/v3/pay/transactions/native")
+    assert len(calls) == 2 and calls[0].body == calls[1].body and len(shop.fake.orders) == 1
+    shop.bridge.call(lambda: shop.fake.pay(started["payment"].external_id))
+    shop.fake.stall("POST", r"/v3/refund/domestic/refunds", 1.0)
+    order_refund(order=started["order"], amount=600, reason="late answer", actor="staff@alpha.example")
+    assert len(shop.fake.received("POST", r"/v3/refund/domestic/refunds")) == 2
+    assert shop.fake.orders[started["payment"].external_id]["refunded"] == 600 and len(shop.fake.refunds) == 1
