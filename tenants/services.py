@@ -193,6 +193,10 @@ def shop_create(*, slug: str, name: str, owner: Merchant | None = None, owner_em
     connection.set_schema_to_public()
     try:
         with transaction.atomic():
+            # one signup per slug at a time: without it two racers can each hold half of
+            # what the other needs (the renamed schema, the slug row) and deadlock
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"shop-slug:{slug}"])
             if Shop.objects.filter(slug=slug).exists() or Domain.objects.filter(domain=shop_host(slug)).exists():
                 raise ShopCreationError(f"The address “{slug}” is already taken.", field="slug", code="taken")
             owner, owner_created = _resolve_owner(owner=owner, owner_email=owner_email,
