@@ -55,6 +55,8 @@ class Order(models.Model):
         ]
         indexes = [
             models.Index(fields=["contact", "status"], name="order_contact_status"),
+            # the plan's monthly order limit counts this month's purchases on every checkout
+            models.Index(fields=["created_at"], condition=Q(kind="purchase"), name="order_purchases_by_created"),
             models.Index(fields=["ip", "status"], name="order_ip_status"),
             models.Index(fields=["status", "reserved_until"], name="order_pending_expiry",
                          condition=Q(status="pending_payment")),

@@ -28,8 +28,12 @@ def create_shop(slug: str = "bench"):
     from tenants.models import Merchant
     from tenants.services import shop_create
 
+    from billing.services import subscription_make_complimentary
+
     owner = Merchant.objects.create_user(f"{slug}@bench.kameng.test", None)
     shop = shop_create(slug=slug, name="Bench", owner=owner, language="en", sample_catalog=False).shop
+    # a shop that runs flash sales is on the plan without an order limit
+    subscription_make_complimentary(shop=shop, plan_code="business", reason="Benchmark shop")
     with tenant_context(shop):
         plugin_configure(shop=shop, slug="sandbox", data={"api_key": API_KEY, "gateway_url": "http://127.0.0.1:9"},
                          enable=True)
