@@ -104,6 +104,14 @@
             if (!data) return;
             unitEls.forEach(function (el) { el.textContent = data.unit_text; });
             totalEls.forEach(function (el) { el.textContent = data.total_text; });
+            (data.methods || []).forEach(function (method) {  // each method's fee and amount to pay
+              checkout.querySelectorAll("[data-fee-for]").forEach(function (el) {
+                if (el.getAttribute("data-fee-for") === method.provider) el.textContent = method.fee_text;
+              });
+              checkout.querySelectorAll("[data-pay-for]").forEach(function (el) {
+                if (el.getAttribute("data-pay-for") === method.provider) el.textContent = method.amount_text;
+              });
+            });
           })
           .catch(function () {});
       }, 150);
@@ -124,4 +132,14 @@
     });
     if (qty) qty.addEventListener("input", refresh);
   }
+
+  // order page: the pay button shows the amount to pay with the chosen method (fee included)
+  document.addEventListener("change", function (event) {
+    if (event.target.name !== "payment" || !event.target.form) return;
+    var total = event.target.form.querySelector("[data-pay-total]");
+    var amount = event.target.form.querySelectorAll("[data-pay-for]");
+    amount.forEach(function (el) {
+      if (total && el.getAttribute("data-pay-for") === event.target.value) total.textContent = el.textContent;
+    });
+  });
 })();
