@@ -240,7 +240,9 @@ class OrderAdmin(ShopRoleAccess, ModelAdmin):
                 return HttpResponseRedirect(_change_url(order))
         return _render_action(self, request, order, title=f"Refund order {order.number}", form=form,
                               submit="Refund", danger=True, summary=_order_summary(order),
-                              intro="The money goes back through the payment method the buyer used.")
+                              intro="The money goes back through the payment method the buyer used. A payment fee "
+                                    "the buyer paid is returned with the refund that completes the order, "
+                                    "never with a partial one.")
 
     @action(description="Cancel", url_path="cancel", permissions=["manage"])
     def cancel_action(self, request, object_id):

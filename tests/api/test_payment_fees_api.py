@@ -125,6 +125,9 @@ def test_headless_storefront_sees_fees_before_paying_and_pays_them(alpha, alice,
     assert (body["amount"], body["order_total"], body["fee"], body["fee_passed_to_buyer"]) == (2042, 2000, 42, True)
     with tenant_context(alpha):
         assert Payment.objects.get().amount == 2042
+    connection.set_schema_to_public()
+    (payment,) = client.get(f"/api/v1/orders/{order.number}/").json()["payments"]
+    assert (payment["amount_minor"], payment["fee_minor"], payment["fee_paid_by_buyer"]) == (2042, 42, True)
 
 
 def test_payment_methods_after_payment_are_empty(alpha, alice):
