@@ -175,3 +175,19 @@ def test_console_fee_form_refused_to_staff(shop_client, alpha, carol):
     response = client.post("/manage/plugins/sandbox/fee/", {"fee-fixed": "0.30", "fee-percent": "0.6"})
     assert response.status_code == 403
     assert rules_in(alpha) == []
+
+
+def test_openapi_schema_describes_the_fee_endpoints(alpha):
+    import yaml
+
+    response = Client(HTTP_HOST="alpha.kameng.test").get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    schema = response.json() if response["Content-Type"].startswith("application/json") else \
+        yaml.safe_load(response.content)
+    paths = schema["paths"]
+    assert {"get", "put"} <= set(paths["/api/v1/plugins/{slug}/fee/"])
+    assert "get" in paths["/api/v1/orders/{number}/payment-methods/"]
+    started = paths["/api/v1/orders/{number}/payments/"]["post"]["responses"]["201"]["content"]
+    ref = started["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    assert {"fee", "amount", "order_total", "fee_passed_to_buyer"} <= set(schema["components"]["schemas"][ref]
+                                                                            ["properties"])

@@ -257,3 +257,14 @@ def test_a_payment_refund_that_would_cut_into_the_fee_is_refused(sandbox_shop, b
         payment_refund(payment=payment, amount=2000, reason="goods only", actor="staff")
     payment.refresh_from_db()
     assert payment.refunded_amount == 2000
+
+
+def test_a_refund_of_everything_made_at_the_gateway_refunds_the_order(sandbox_shop, gateway, api_key, bridge):
+    order, payment = _paid_with_fee(sandbox_shop, bridge)
+    requests.post(f"{gateway.base}/v1/payments/{payment.external_id}/refunds", data={"amount": 2042},
+                  headers={"Authorization": f"Bearer {api_key}"}, timeout=10)
+    bridge.pump(1)
+    order.refresh_from_db()
+    payment.refresh_from_db()
+    assert payment.refunded_amount == 2042
+    assert order.status == Order.Status.REFUNDED and order.refunded_amount == 2000  # the order counts its total
