@@ -13,8 +13,14 @@ from platform_core.payments import selectors as payment_selectors
 from platform_core.payments.models import PaymentMethodFee
 from platform_core.payments.services import FeeError, UnknownProvider, payment_method_fee_set, payment_start
 from plugins.payment import PaymentError, PaymentPlugin
-from plugins.registry import UnknownPlugin, get_plugin_class
 from tenants.services import shop_url
+
+
+def _order_or_404(number: str) -> Order:
+    order = Order.objects.filter(number=number).first()
+    if order is None:
+        raise NotFound("No such order in this shop.")
+    return order
 
 
 class PaymentStartInput(serializers.Serializer):
@@ -49,9 +55,7 @@ class OrderPaymentStartApi(APIView):
     def post(self, request, number):
         data = PaymentStartInput(data=request.data)
         data.is_valid(raise_exception=True)
-        order = Order.objects.filter(number=number).first()
-        if order is None:
-            raise NotFound("No such order in this shop.")
+        order = _order_or_404(number)
         shop = request.tenant
         return_url = data.validated_data.get("return_url") or shop_url(shop, f"/order/{order.number}/?t={order.access_token}")
         notify_url = shop_url(shop, f"/hooks/payments/{data.validated_data['provider']}/")
@@ -69,13 +73,6 @@ class OrderPaymentStartApi(APIView):
             "fee_passed_to_buyer": payment.fee_paid_by_buyer, "currency": payment.currency, "action": action.kind, "url": action.url, "qr_text": action.qr_text,
             "external_id": payment.external_id or "",
         }).data, status=status.HTTP_201_CREATED)
-
-
-def _order_or_404(number: str) -> Order:
-    order = Order.objects.filter(number=number).first()
-    if order is None:
-        raise NotFound("No such order in this shop.")
-    return order
 
 
 class PaymentMethodOutput(serializers.Serializer):
@@ -119,11 +116,8 @@ class PaymentFeeSerializer(serializers.Serializer):
 
 
 def _payment_plugin_or_404(slug: str) -> type[PaymentPlugin]:
-    try:
-        plugin_class = get_plugin_class(slug)
-    except UnknownPlugin:
-        plugin_class = None
-    if plugin_class is None or not issubclass(plugin_class, PaymentPlugin):
+    plugin_class = payment_selectors.payment_plugin_class(slug)
+    if plugin_class is None:
         raise NotFound("No such payment method.")
     return plugin_class
 

@@ -8,6 +8,17 @@ from platform_core.payments.models import PaymentMethodFee
 from plugins.payment import PaymentPlugin
 
 
+def payment_plugin_class(slug: str) -> type[PaymentPlugin] | None:
+    """The installed payment plugin ``slug`` (None: no such payment method)."""
+    from plugins.registry import UnknownPlugin, get_plugin_class
+
+    try:
+        plugin_class = get_plugin_class(slug)
+    except UnknownPlugin:
+        return None
+    return plugin_class if issubclass(plugin_class, PaymentPlugin) else None
+
+
 def payment_method_fee_get(provider_slug: str) -> PaymentMethodFee | None:
     """The shop's fee rule for a method (None: no fee)."""
     return PaymentMethodFee.objects.filter(provider=provider_slug).first()

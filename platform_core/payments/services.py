@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from platform_core.orders.models import Order
 from platform_core.payments.models import Payment, PaymentMethodFee, Refund, WebhookEvent
-from platform_core.payments.selectors import fee_quote
+from platform_core.payments.selectors import fee_quote, payment_plugin_class
 from plugins.hooks import enabled_plugins
 from plugins.payment import GatewayEvent, PaymentAction, PaymentError, PaymentPlugin
 
@@ -210,13 +210,9 @@ def payment_method_fee_set(*, provider_slug: str, fixed: int, basis_points: int,
     """Set the shop's fee for one payment method (owners and admins; the caller checks the
     role). Audited with the rule before and after."""
     from platform_core.audit.services import audit_record
-    from plugins.registry import UnknownPlugin, get_plugin_class
 
-    try:
-        provider_class = get_plugin_class(provider_slug)
-    except UnknownPlugin:
-        provider_class = None
-    if provider_class is None or not issubclass(provider_class, PaymentPlugin):
+    provider_class = payment_plugin_class(provider_slug)
+    if provider_class is None:
         raise FeeError(f"There is no payment method {provider_slug!r}.", field="provider", code="unknown_provider",
                        status=404)
     if not provider_class.takes_fees():
