@@ -129,13 +129,21 @@ class OrderLineInline(ReadOnlyInline):
 
 class PaymentInline(ReadOnlyInline):
     model = Payment
-    fields = ("provider", "amount_formatted", "status", "external_id", "refunds", "created_at", "succeeded_at")
+    fields = ("provider", "amount_formatted", "fee_formatted", "status", "external_id", "refunds", "created_at",
+              "succeeded_at")
     readonly_fields = fields
     verbose_name_plural = "Payments and refunds"
 
     @admin.display(description="Amount")
     def amount_formatted(self, payment):
         return format_minor(payment.amount, payment.currency)
+
+    @admin.display(description="Payment fee")
+    def fee_formatted(self, payment):
+        if not payment.fee:
+            return "—"
+        who = "paid by the buyer, in the amount" if payment.fee_paid_by_buyer else "borne by the shop"
+        return f"{format_minor(payment.fee, payment.currency)} ({who})"
 
     @admin.display(description="Refunds")
     def refunds(self, payment):

@@ -172,7 +172,7 @@ def test_buyer_pays_total_plus_fee_at_the_gateway_and_the_order_is_delivered(san
     assert len(order_delivered_items(order)) == 2
 
 
-def test_a_shop_borne_fee_is_recorded_but_not_charged(sandbox_shop, gateway, api_key, bridge):
+def test_a_shop_borne_fee_is_recorded_but_not_charged(sandbox_shop, gateway, api_key, bridge, shop_client, alice):
     _set_fee(sandbox_shop, passed=False)
     _, _, order, payment, action = _pay_with_sandbox(sandbox_shop, bridge)
     payment.refresh_from_db()
@@ -181,6 +181,9 @@ def test_a_shop_borne_fee_is_recorded_but_not_charged(sandbox_shop, gateway, api
     bridge.call(lambda: click(action.url))
     order.refresh_from_db()
     assert order.status == Order.Status.DELIVERED
+    # the shop sees its cost on the order in the console
+    page = shop_client(sandbox_shop, alice).get(f"/manage/orders/order/{order.pk}/change/")
+    assert page.status_code == 200 and "¥0.42 (borne by the shop)" in page.content.decode()
     order_refund(order=order, amount=2000, reason="Changed their mind", actor="staff@alpha.example")
     payment.refresh_from_db()
     assert payment.refunded_amount == 2000  # the shop's own cost is nobody's refund
