@@ -213,6 +213,13 @@ def _payment_rows(bound_field, methods: list[MethodQuote], currency: str) -> lis
     return rows
 
 
+def _chosen_amount_text(form, methods: list[MethodQuote], currency: str) -> str:
+    """The amount to pay with the method the form has chosen ("—" until one is chosen)."""
+    chosen = str(form["payment"].value() or "")
+    method = next((m for m in methods if m.slug == chosen), None)
+    return _money(method.quote.amount, currency) if method is not None else "—"
+
+
 def _fee_rule_text(provider, currency: str) -> str:
     """'(+0.6% + ¥0.10 fee)' for a method whose fee the buyer pays (amount not known yet)."""
     rule = payment_method_fee_get(provider.slug)
@@ -281,6 +288,9 @@ def product(request, product_id: int):
         "form": form,
         "providers": providers,
         "payment_rows": _payment_rows(form["payment"], methods, currency),
+        # with a fee passed to the buyer, what the chosen method costs next to the total
+        "pay_total_text": _chosen_amount_text(form, methods, currency)
+        if any(m.quote.passed_to_buyer for m in methods) else "",
         "sku_rows": sku_rows,
         "has_tiers": any(row["tiers"] for row in sku_rows),
         "unit_text": _money(quote["unit"], currency),

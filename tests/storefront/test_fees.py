@@ -37,8 +37,10 @@ def test_checkout_shows_the_fee_and_the_amount_to_pay_per_method(shop_client, al
     option = _option_of(client.get(f"/p/{catalog.card.pk}/").content.decode(), "sandbox")
     # 10.00: 0.10 fixed + 0.6 % (0.06)
     assert "(+¥0.16 fee)" in option and "¥10.16" in option
-    option = _option_of(client.get(f"/p/{catalog.card.pk}/", {"qty": 3}).content.decode(), "sandbox")
-    assert "(+¥0.28 fee)" in option and "¥30.28" in option
+    html = client.get(f"/p/{catalog.card.pk}/", {"qty": 3}).content.decode()
+    assert "(+¥0.28 fee)" in _option_of(html, "sandbox") and "¥30.28" in _option_of(html, "sandbox")
+    # the only method is chosen already: the amount to pay stands next to the total
+    assert re.search(r'data-total>¥30\.00<.*data-testid="pay-total">¥30\.28<', html, re.S)
     quote = client.get(f"/p/{catalog.card.pk}/price.json", {"sku": catalog.sku30.pk, "qty": 5}).json()
     assert quote["total"] == 4500  # wholesale 9.00 each; the fee is not part of the goods' total
     (sandbox,) = [m for m in quote["methods"] if m["provider"] == "sandbox"]
@@ -51,8 +53,10 @@ def test_checkout_shows_the_fee_and_the_amount_to_pay_per_method(shop_client, al
 
 def test_a_fee_the_shop_bears_is_not_shown_to_buyers(shop_client, alpha, catalog, gateway, api_key):
     _shop_with_fees(alpha, gateway, api_key, passed=False)
-    option = _option_of(shop_client(alpha).get(f"/p/{catalog.card.pk}/").content.decode(), "sandbox")
+    html = shop_client(alpha).get(f"/p/{catalog.card.pk}/").content.decode()
+    option = _option_of(html, "sandbox")
     assert 'data-fee-for="sandbox"></small>' in option and "+¥" not in option and "¥10.00" in option
+    assert "pay-total" not in html
 
 
 def test_buyer_pays_what_was_shown_and_sees_the_fee_on_the_order(shop_client, alpha, catalog, gateway, api_key):

@@ -112,6 +112,8 @@
                 if (el.getAttribute("data-pay-for") === method.provider) el.textContent = method.amount_text;
               });
             });
+            var chosen = checkout.querySelector("input[name=payment]:checked");
+            if (chosen) chosen.dispatchEvent(new Event("change", {bubbles: true}));  // the amount to pay
           })
           .catch(function () {});
       }, 150);
@@ -133,7 +135,7 @@
     if (qty) qty.addEventListener("input", refresh);
   }
 
-  // order page: the pay button shows the amount to pay with the chosen method (fee included)
+  // pay button (order page) and "to pay" (product page): the amount with the chosen method, fee included
   document.addEventListener("change", function (event) {
     if (event.target.name !== "payment" || !event.target.form) return;
     var total = event.target.form.querySelector("[data-pay-total]");
