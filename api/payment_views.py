@@ -1,15 +1,26 @@
-"""Shop API: start a payment for an order (headless storefronts, integrations)."""
+"""Shop API: payment methods with their fees for an order, starting a payment, and the
+shop's fee rule per payment method (headless storefronts, integrations)."""
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api.exceptions import InputError
 from api.permissions import IsShopManager
 from platform_core.orders.models import Order
-from platform_core.payments.services import UnknownProvider, payment_start
-from plugins.payment import PaymentError
+from platform_core.payments import selectors as payment_selectors
+from platform_core.payments.models import PaymentMethodFee
+from platform_core.payments.services import FeeError, UnknownProvider, payment_method_fee_set, payment_start
+from plugins.payment import PaymentError, PaymentPlugin
 from tenants.services import shop_url
+
+
+def _order_or_404(number: str) -> Order:
+    order = Order.objects.filter(number=number).first()
+    if order is None:
+        raise NotFound("No such order in this shop.")
+    return order
 
 
 class PaymentStartInput(serializers.Serializer):
@@ -21,7 +32,12 @@ class PaymentStartInput(serializers.Serializer):
 class PaymentStartOutput(serializers.Serializer):
     payment_id = serializers.IntegerField()
     provider = serializers.CharField()
-    amount = serializers.IntegerField(help_text="Minor units.")
+    amount = serializers.IntegerField(help_text="What the buyer pays, minor units: the order total plus the fee "
+                                                "when the shop passes it on.")
+    order_total = serializers.IntegerField(help_text="Minor units.")
+    fee = serializers.IntegerField(help_text="The payment method's fee on this payment, minor units (recorded even "
+                                             "when the shop bears it).")
+    fee_passed_to_buyer = serializers.BooleanField(help_text="True when ``fee`` is included in ``amount``.")
     currency = serializers.CharField()
     action = serializers.CharField(help_text="redirect | qr | instant")
     url = serializers.CharField(allow_blank=True)
@@ -39,9 +55,7 @@ class OrderPaymentStartApi(APIView):
     def post(self, request, number):
         data = PaymentStartInput(data=request.data)
         data.is_valid(raise_exception=True)
-        order = Order.objects.filter(number=number).first()
-        if order is None:
-            raise NotFound("No such order in this shop.")
+        order = _order_or_404(number)
         shop = request.tenant
         return_url = data.validated_data.get("return_url") or shop_url(shop, f"/order/{order.number}/?t={order.access_token}")
         notify_url = shop_url(shop, f"/hooks/payments/{data.validated_data['provider']}/")
@@ -55,6 +69,94 @@ class OrderPaymentStartApi(APIView):
                             status=503 if exc.retryable else 409)
         return Response(PaymentStartOutput({
             "payment_id": payment.pk, "provider": payment.provider, "amount": payment.amount,
-            "currency": payment.currency, "action": action.kind, "url": action.url, "qr_text": action.qr_text,
+            "order_total": payment.amount - payment.buyer_fee, "fee": payment.fee,
+            "fee_passed_to_buyer": payment.fee_paid_by_buyer, "currency": payment.currency, "action": action.kind, "url": action.url, "qr_text": action.qr_text,
             "external_id": payment.external_id or "",
         }).data, status=status.HTTP_201_CREATED)
+
+
+class PaymentMethodOutput(serializers.Serializer):
+    provider = serializers.CharField()
+    name = serializers.CharField(help_text="The name buyers see.")
+    fee = serializers.IntegerField(help_text="The buyer's payment fee with this method, minor units (0 when the "
+                                             "shop bears it or there is none).")
+    amount = serializers.IntegerField(help_text="What the buyer pays with this method, minor units.")
+    currency = serializers.CharField()
+
+
+class OrderPaymentMethodsApi(APIView):
+    """Before paying: each method the order can be paid with, with the fee the buyer pays
+    and the amount to pay (what a payment started now would ask for)."""
+
+    permission_classes = [IsShopManager]
+
+    @extend_schema(responses={200: PaymentMethodOutput(many=True),
+                              404: OpenApiResponse(description="No such order")},
+                   summary="Payment methods for an order, with the buyer's fee and the amount to pay")
+    def get(self, request, number):
+        order = _order_or_404(number)
+        if order.status != Order.Status.PENDING_PAYMENT:
+            return Response([])
+        return Response(PaymentMethodOutput([
+            {"provider": method.slug, "name": method.name, "fee": method.quote.buyer_fee,
+             "amount": method.quote.amount, "currency": order.currency}
+            for method in payment_selectors.order_payment_methods(order)], many=True).data)
+
+
+class PaymentFeeSerializer(serializers.Serializer):
+    provider = serializers.CharField(read_only=True)
+    fixed = serializers.IntegerField(help_text="Fixed part, minor units (0 to 100000).")
+    basis_points = serializers.IntegerField(help_text="Percentage of the order total in basis points "
+                                                      "(100 = 1 %; 0 to 2000).")
+    passed_to_buyer = serializers.BooleanField(help_text="True: the buyer pays the fee on top of the order "
+                                                         "total. False: the shop bears it (recorded only).")
+    takes_fees = serializers.BooleanField(read_only=True, help_text="False for the wallet, which carries no fee.")
+    updated_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    updated_by = serializers.CharField(read_only=True)
+
+
+def _payment_plugin_or_404(slug: str) -> type[PaymentPlugin]:
+    plugin_class = payment_selectors.payment_plugin_class(slug)
+    if plugin_class is None:
+        raise NotFound("No such payment method.")
+    return plugin_class
+
+
+def _fee_body(plugin_class, rule: PaymentMethodFee | None) -> dict:
+    return {"provider": plugin_class.slug, "fixed": rule.fixed if rule else 0,
+            "basis_points": rule.basis_points if rule else 0,
+            "passed_to_buyer": rule.passed_to_buyer if rule else False, "takes_fees": plugin_class.takes_fees(),
+            "updated_at": rule.updated_at if rule else None, "updated_by": rule.updated_by if rule else ""}
+
+
+class PaymentFeeApi(APIView):
+    """The shop's fee rule for one payment method: members read it, owners and admins set it."""
+
+    permission_classes = [IsShopManager]
+
+    @extend_schema(responses={200: PaymentFeeSerializer, 404: OpenApiResponse(description="No such method")},
+                   summary="A payment method's fee rule")
+    def get(self, request, slug):
+        plugin_class = _payment_plugin_or_404(slug)
+        return Response(PaymentFeeSerializer(_fee_body(plugin_class, payment_selectors.payment_method_fee_get(slug)))
+                        .data)
+
+    @extend_schema(request=PaymentFeeSerializer,
+                   responses={200: PaymentFeeSerializer, 400: OpenApiResponse(description="Refused, with the field"),
+                              404: OpenApiResponse(description="No such method")},
+                   summary="Set a payment method's fee (fixed + basis points) and whether the buyer pays it")
+    def put(self, request, slug):
+        plugin_class = _payment_plugin_or_404(slug)
+        data = PaymentFeeSerializer(data=request.data)
+        if not data.is_valid():
+            field, problems = next(iter(data.errors.items()))
+            raise InputError(f"{field}: {problems[0]}", field=field, errors=data.errors)
+        values = data.validated_data
+        try:
+            rule = payment_method_fee_set(provider_slug=slug, fixed=values["fixed"],
+                                          basis_points=values["basis_points"],
+                                          passed_to_buyer=values["passed_to_buyer"], actor=request.user,
+                                          request=request)
+        except FeeError as exc:
+            raise InputError(exc.message, field=exc.field, code=exc.code, status_code=exc.status) from None
+        return Response(PaymentFeeSerializer(_fee_body(plugin_class, rule)).data)

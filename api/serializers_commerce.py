@@ -252,6 +252,8 @@ class PaymentOutput(serializers.Serializer):
     currency = serializers.CharField()
     status = serializers.CharField()
     refunded_minor = serializers.IntegerField(source="refunded_amount")
+    fee_minor = serializers.IntegerField(source="fee", help_text="The payment method's fee on this payment.")
+    fee_paid_by_buyer = serializers.BooleanField(help_text="True when fee_minor is included in amount_minor.")
     external_id = serializers.CharField(allow_null=True)
     created_at = serializers.DateTimeField()
     succeeded_at = serializers.DateTimeField(allow_null=True)

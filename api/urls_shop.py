@@ -4,13 +4,14 @@ from api import billing_views as billing
 from api import commerce_views as commerce
 from api import reconciliation_views as reconciliation
 from api.shop_views import PluginDetailApi, PluginListApi, PluginTestConnectionApi, ShopDetailApi
-from api.payment_views import OrderPaymentStartApi
+from api.payment_views import OrderPaymentMethodsApi, OrderPaymentStartApi, PaymentFeeApi
 from api.urls_common import schema_patterns
 
 urlpatterns = [
     path("v1/shop/", ShopDetailApi.as_view(), name="api-shop"),
     path("v1/plugins/", PluginListApi.as_view(), name="api-plugins"),
     path("v1/plugins/<slug:slug>/", PluginDetailApi.as_view(), name="api-plugin"),
+    path("v1/plugins/<slug:slug>/fee/", PaymentFeeApi.as_view(), name="api-plugin-fee"),
     path("v1/plugins/<slug:slug>/test-connection/", PluginTestConnectionApi.as_view(),
          name="api-plugin-test-connection"),
     # commerce: catalog, stock, orders, tickets, customers
@@ -26,6 +27,8 @@ urlpatterns = [
     path("v1/orders/<str:number>/", commerce.OrderDetailApi.as_view(), name="api-order"),
     path("v1/orders/<str:number>/keys/", commerce.OrderKeysApi.as_view(), name="api-order-keys"),
     path("v1/orders/<str:number>/payments/", OrderPaymentStartApi.as_view(), name="api-order-payments"),
+    path("v1/orders/<str:number>/payment-methods/", OrderPaymentMethodsApi.as_view(),
+         name="api-order-payment-methods"),
     path("v1/orders/<str:number>/refunds/", commerce.OrderRefundApi.as_view(), name="api-order-refunds"),
     path("v1/orders/<str:number>/cancel/", commerce.OrderCancelApi.as_view(), name="api-order-cancel"),
     path("v1/orders/<str:number>/lines/<int:line_id>/deliver/", commerce.OrderLineDeliverApi.as_view(),

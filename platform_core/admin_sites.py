@@ -76,6 +76,7 @@ class ShopConsole(RateLimitedLoginMixin, UnfoldAdminSite):
             path("plugins/", self.admin_view(views.plugin_list_view), name="plugins"),
             path("plugins/<slug:slug>/", self.admin_view(views.plugin_configure_view), name="plugin_configure"),
             path("plugins/<slug:slug>/toggle/", self.admin_view(views.plugin_toggle_view), name="plugin_toggle"),
+            path("plugins/<slug:slug>/fee/", self.admin_view(views.plugin_fee_view), name="plugin_fee"),
             path("plugins/<slug:slug>/test/", self.admin_view(views.plugin_test_connection_view),
                  name="plugin_test_connection"),
             path("settings/", self.admin_view(views.shop_settings_view), name="shop_settings"),

@@ -3,6 +3,8 @@ switching, plugins, shop settings and custom domains. Views stay thin: they call
 services and render."""
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth import login
@@ -14,9 +16,13 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from platform_core.admin_sites import can_manage, shop_console
+from platform_core.money import exponent, parse_major
+from platform_core.payments import selectors as payment_selectors
+from platform_core.payments.services import FeeError, payment_method_fee_set
 from plugins import selectors as plugin_selectors
 from plugins import services as plugin_services
 from plugins.models import PluginConfig
+from plugins.payment import PaymentPlugin
 from plugins.registry import UnknownPlugin, get_plugin_class
 from tenants import services as shop_services
 from tenants.handoff import HandoffError, handoff_redeem, handoff_token
@@ -113,12 +119,82 @@ def plugin_configure_view(request, slug):
             return redirect("manage:plugins")
     return _render(
         request, "kameng/manage/plugin_configure.html", f"{plugin_class.name}", plugin=plugin_class, form=form,
+        fee_form=_fee_form_for(request, plugin_class),
         config=config, can_manage=can_manage(request),
         unavailable_reason=plugin_class.unavailable_reason(request.tenant),
         stored_secrets=sorted((config.secrets or {}).keys()) if config else [],
         can_test_connection=getattr(plugin_class, "supports_test_connection", False),
         service_name=getattr(plugin_class, "gateway_name", "") or plugin_class.name,
     )
+
+
+class PaymentFeeForm(forms.Form):
+    """A payment method's fee, in the shop's currency and in percent (the service takes
+    minor units and basis points)."""
+
+    fixed = forms.CharField(max_length=12, initial="0", label="Fixed fee",
+                            help_text="Added to every payment with this method, in the shop's currency, e.g. 0.10.")
+    percent = forms.DecimalField(min_value=0, max_value=20, decimal_places=2, initial=0, label="Percentage",
+                                 help_text="Of the order total, e.g. 0.6 for 0.6 %; at most 20 %.")
+    passed_to_buyer = forms.BooleanField(required=False, label="The buyer pays this fee",
+                                         help_text="Added to what the buyer pays and shown before paying. "
+                                                   "Unticked: the shop bears it and it is only recorded.")
+
+    def __init__(self, *args, currency: str = "CNY", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.currency = currency
+
+    def clean_fixed(self) -> int:
+        try:
+            return parse_major(self.cleaned_data["fixed"], self.currency)
+        except (ValueError, ArithmeticError):
+            raise forms.ValidationError(f"Enter an amount like 0.10 (at most {exponent(self.currency)} decimals, "
+                                        f"no sign).") from None
+
+    def basis_points(self) -> int:
+        return int(self.cleaned_data["percent"] * 100)
+
+
+def _fee_form_for(request, plugin_class, data=None) -> PaymentFeeForm | None:
+    """The fee form of a payment method that may carry a fee (not the wallet)."""
+    if not issubclass(plugin_class, PaymentPlugin) or not plugin_class.takes_fees():
+        return None
+    currency = request.tenant.currency
+    rule = payment_selectors.payment_method_fee_get(plugin_class.slug)
+    digits = exponent(currency)
+    initial = {"fixed": f"{Decimal(rule.fixed if rule else 0).scaleb(-digits):.{digits}f}",
+               "percent": Decimal(rule.basis_points if rule else 0).scaleb(-2),
+               "passed_to_buyer": rule.passed_to_buyer if rule else False}
+    return PaymentFeeForm(data, currency=currency, initial=initial, prefix="fee")
+
+
+@require_POST
+def plugin_fee_view(request, slug):
+    """Save a payment method's fee (its own small form on the plugin's settings page)."""
+    _require_manage(request)
+    try:
+        plugin_class = get_plugin_class(slug)
+    except UnknownPlugin:
+        raise Http404("No such plugin.") from None
+    form = _fee_form_for(request, plugin_class, data=request.POST)
+    if form is None:
+        raise Http404("This plugin takes no payment fee.")
+    if form.is_valid():
+        try:
+            payment_method_fee_set(provider_slug=slug, fixed=form.cleaned_data["fixed"],
+                                   basis_points=form.basis_points(),
+                                   passed_to_buyer=form.cleaned_data["passed_to_buyer"], actor=request.user,
+                                   request=request)
+        except FeeError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, f"Payment fee for {plugin_class.name} saved.")
+            return redirect("manage:plugin_configure", slug=slug)
+    else:
+        messages.error(request, "Fee not saved: " + "; ".join(
+            f"{form.fields[name].label if name in form.fields else name}: {errors[0]}"
+            for name, errors in form.errors.items()))
+    return redirect("manage:plugin_configure", slug=slug)
 
 
 # --- shop settings -------------------------------------------------------------------

@@ -122,6 +122,13 @@ class PaymentPlugin(Plugin):
     #: False for providers that cannot top up a wallet (the wallet itself)
     can_top_up_wallet: bool = True
 
+    @classmethod
+    def takes_fees(cls) -> bool:
+        """Whether a per-method payment fee may apply (docs/decisions/0026). Methods that
+        move money inside the shop cost it nothing and carry none: by default those that
+        cannot top up a wallet, i.e. the wallet balance itself."""
+        return cls.can_top_up_wallet
+
     def is_allowed(self, order: Order) -> bool:
         return order.total > 0
 

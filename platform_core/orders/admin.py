@@ -129,13 +129,21 @@ class OrderLineInline(ReadOnlyInline):
 
 class PaymentInline(ReadOnlyInline):
     model = Payment
-    fields = ("provider", "amount_formatted", "status", "external_id", "refunds", "created_at", "succeeded_at")
+    fields = ("provider", "amount_formatted", "fee_formatted", "status", "external_id", "refunds", "created_at",
+              "succeeded_at")
     readonly_fields = fields
     verbose_name_plural = "Payments and refunds"
 
     @admin.display(description="Amount")
     def amount_formatted(self, payment):
         return format_minor(payment.amount, payment.currency)
+
+    @admin.display(description="Payment fee")
+    def fee_formatted(self, payment):
+        if not payment.fee:
+            return "—"
+        who = "paid by the buyer, in the amount" if payment.fee_paid_by_buyer else "borne by the shop"
+        return f"{format_minor(payment.fee, payment.currency)} ({who})"
 
     @admin.display(description="Refunds")
     def refunds(self, payment):
@@ -240,7 +248,9 @@ class OrderAdmin(ShopRoleAccess, ModelAdmin):
                 return HttpResponseRedirect(_change_url(order))
         return _render_action(self, request, order, title=f"Refund order {order.number}", form=form,
                               submit="Refund", danger=True, summary=_order_summary(order),
-                              intro="The money goes back through the payment method the buyer used.")
+                              intro="The money goes back through the payment method the buyer used. A payment fee "
+                                    "the buyer paid is returned with the refund that completes the order, "
+                                    "never with a partial one.")
 
     @action(description="Cancel", url_path="cancel", permissions=["manage"])
     def cancel_action(self, request, object_id):

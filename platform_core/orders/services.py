@@ -486,22 +486,25 @@ def order_refund(*, order: Order, amount: int, reason: str, actor, ticket: Ticke
         payment = order.payments.filter(status="succeeded").first()
         if payment is None:
             raise OrderError("This order has no completed payment to refund.", code="not_paid", status=409)
-        payment_refund(payment=payment, amount=amount, reason=reason, actor=actor_name)
+        full = order.refunded_amount + amount == order.total
+        # a payment fee the buyer paid goes back with the refund that completes the order,
+        # never with a partial one (docs/decisions/0027)
+        returned = min(amount + payment.buyer_fee, payment.amount - payment.refunded_amount) if full else amount
+        payment_refund(payment=payment, amount=returned, reason=reason, actor=actor_name)
         order.refunded_amount += amount
         order.save(update_fields=["refunded_amount"])
-        full = order.refunded_amount == order.total
         if full:
             order_transition(order, S.REFUNDED, "order.refunded", message=reason, actor=actor_name,
-                             data={"amount": amount})
+                             data={"amount": amount, "fee_returned": returned - amount})
             _release_reservations(order)
         else:
             _event(order, order.status, order.status, "order.partially_refunded", message=reason,
                    actor=actor_name, data={"amount": amount})
         if ticket is not None:
             TicketMessage.objects.create(ticket=ticket, from_staff=True, author=actor_name,
-                                         body=f"Refunded {format_minor(amount, order.currency)}. {reason}".strip())
+                                         body=f"Refunded {format_minor(returned, order.currency)}. {reason}".strip())
         audit_record(action="order.refunded", actor=actor if hasattr(actor, "pk") else None, target=order,
-                     data={"amount": amount, "full": full, "reason": reason})
+                     data={"amount": amount, "fee_returned": returned - amount, "full": full, "reason": reason})
     return order
 
 

@@ -24,16 +24,56 @@ class Payment(models.Model):
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     succeeded_at = models.DateTimeField(null=True, blank=True)
+    # the method's fee on this payment (PaymentMethodFee, docs/decisions/0025): included in
+    # ``amount`` when the buyer pays it, only recorded when the shop bears it
+    fee = models.BigIntegerField(default=0)
+    fee_paid_by_buyer = models.BooleanField(default=False)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["provider", "external_id"], name="payment_external_id_unique"),
+            # a buyer-paid fee is part of the amount and never all of it
+            models.CheckConstraint(name="payment_fee_valid",
+                                   condition=Q(fee__gte=0) & (Q(fee_paid_by_buyer=False)
+                                                             | Q(amount__gt=models.F("fee")))),
             models.CheckConstraint(name="payment_amounts_valid",
                                    condition=Q(amount__gt=0) & Q(refunded_amount__gte=0)
                                    & Q(refunded_amount__lte=models.F("amount"))),
             # one successful payment per order: a second one is refunded, never kept
             models.UniqueConstraint(fields=["order"], condition=Q(status="succeeded"), name="one_success_per_order"),
         ]
+
+
+    @property
+    def buyer_fee(self) -> int:
+        """The part of ``amount`` that is the payment fee the buyer paid (0 if the shop bore it)."""
+        return self.fee if self.fee_paid_by_buyer else 0
+
+
+class PaymentMethodFee(models.Model):
+    """A shop's fee for one payment method: ``fixed`` minor units + ``basis_points`` of the
+    order total, borne by the shop or passed on to the buyer (docs/decisions/0025)."""
+
+    MAX_BASIS_POINTS = 2000  # 20 %: more is a typo, not a gateway's price
+    MAX_FIXED = 100_000  # 1,000.00 in a two-decimal currency
+
+    provider = models.CharField(max_length=40, unique=True)
+    fixed = models.BigIntegerField(default=0)
+    basis_points = models.IntegerField(default=0)
+    passed_to_buyer = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+    updated_by = models.CharField(max_length=254, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(name="payment_method_fee_fixed_range",
+                                   condition=Q(fixed__gte=0) & Q(fixed__lte=100_000)),
+            models.CheckConstraint(name="payment_method_fee_bp_range",
+                                   condition=Q(basis_points__gte=0) & Q(basis_points__lte=2000)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider}: {self.fixed} + {self.basis_points} bp"
 
 
 class Refund(models.Model):

@@ -8,7 +8,8 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from platform_core.orders.models import Order
-from platform_core.payments.models import Payment, Refund, WebhookEvent
+from platform_core.payments.models import Payment, PaymentMethodFee, Refund, WebhookEvent
+from platform_core.payments.selectors import fee_quote, payment_plugin_class
 from plugins.hooks import enabled_plugins
 from plugins.payment import GatewayEvent, PaymentAction, PaymentError, PaymentPlugin
 
@@ -17,6 +18,14 @@ logger = logging.getLogger(__name__)
 
 class UnknownProvider(LookupError):
     pass
+
+
+class FeeError(Exception):
+    """A fee rule refused; ``field`` names the input at fault."""
+
+    def __init__(self, message: str, *, field: str = "", code: str = "invalid", status: int = 400):
+        super().__init__(message)
+        self.message, self.field, self.code, self.status = message, field, code, status
 
 
 class EventNotReady(Exception):
@@ -51,8 +60,11 @@ def payment_start(*, order: Order, provider_slug: str, return_url: str, notify_u
             raise PaymentError("This order is not waiting for payment any more.")
         if locked.reserved_until and locked.reserved_until < timezone.now():
             raise PaymentError("The reservation of this order ran out; place the order again.")
-        payment = Payment.objects.create(order=locked, provider=provider.slug, amount=locked.total,
-                                         currency=locked.currency)
+        # the fee is the shop's rule of this moment, never the buyer's say (decision 0025)
+        quote = fee_quote(provider=provider, order_total=locked.total)
+        payment = Payment.objects.create(order=locked, provider=provider.slug, amount=quote.amount,
+                                         currency=locked.currency, fee=quote.fee,
+                                         fee_paid_by_buyer=quote.passed_to_buyer)
     action = provider.start(order, payment, return_url=return_url, notify_url=notify_url)
     if action.external_id and not payment.external_id:
         payment.external_id = action.external_id
@@ -170,8 +182,13 @@ def payment_refund(*, payment: Payment, amount: int, reason: str, actor: str) ->
     from plugins.registry import get_plugin_class
 
     payment = Payment.objects.select_for_update().get(pk=payment.pk)
-    if amount <= 0 or amount > payment.amount - payment.refunded_amount:
+    left = payment.amount - payment.refunded_amount
+    if amount <= 0 or amount > left:
         raise PaymentError("Refund exceeds what is left on this payment.")
+    if 0 < left - amount < payment.buyer_fee:
+        # decision 0027: the buyer's fee goes back only with the last of the payment
+        raise PaymentError("A partial refund cannot include the payment fee; the fee is returned only with "
+                           "a full refund.")
     provider_class = get_plugin_class(payment.provider)
     from plugins.models import PluginConfig
 
@@ -186,6 +203,46 @@ def payment_refund(*, payment: Payment, amount: int, reason: str, actor: str) ->
     payment.refunded_amount += amount
     payment.save(update_fields=["refunded_amount"])
     return refund
+
+
+def payment_method_fee_set(*, provider_slug: str, fixed: int, basis_points: int, passed_to_buyer: bool,
+                           actor=None, request=None) -> PaymentMethodFee:
+    """Set the shop's fee for one payment method (owners and admins; the caller checks the
+    role). Audited with the rule before and after."""
+    from platform_core.audit.services import audit_record
+
+    provider_class = payment_plugin_class(provider_slug)
+    if provider_class is None:
+        raise FeeError(f"There is no payment method {provider_slug!r}.", field="provider", code="unknown_provider",
+                       status=404)
+    if not provider_class.takes_fees():
+        raise FeeError(f"{provider_class.name} carries no payment fee: it moves money inside the shop.",
+                       field="provider", code="no_fees")
+    for name, value in (("fixed", fixed), ("basis_points", basis_points)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise FeeError(f"{name} must be a whole number.", field=name)
+    if not 0 <= fixed <= PaymentMethodFee.MAX_FIXED:
+        raise FeeError(f"The fixed fee must be between 0 and {PaymentMethodFee.MAX_FIXED} minor units.",
+                       field="fixed")
+    if not 0 <= basis_points <= PaymentMethodFee.MAX_BASIS_POINTS:
+        raise FeeError(f"The percentage must be between 0 and {PaymentMethodFee.MAX_BASIS_POINTS} basis points "
+                       f"({PaymentMethodFee.MAX_BASIS_POINTS // 100} %).", field="basis_points")
+    if not isinstance(passed_to_buyer, bool):
+        raise FeeError("passed_to_buyer must be true or false.", field="passed_to_buyer")
+    actor_name = getattr(actor, "email", "") or str(actor or "")
+    with transaction.atomic():
+        rule = PaymentMethodFee.objects.select_for_update().filter(provider=provider_slug).first()
+        before = None if rule is None else {"fixed": rule.fixed, "basis_points": rule.basis_points,
+                                            "passed_to_buyer": rule.passed_to_buyer}
+        rule = rule or PaymentMethodFee(provider=provider_slug)
+        rule.fixed, rule.basis_points, rule.passed_to_buyer = fixed, basis_points, passed_to_buyer
+        rule.updated_at, rule.updated_by = timezone.now(), actor_name
+        rule.save()
+        audit_record(action="payment_fee.changed", actor=actor if hasattr(actor, "pk") else None, target=rule,
+                     request=request, data={"provider": provider_slug, "before": before,
+                                            "after": {"fixed": fixed, "basis_points": basis_points,
+                                                      "passed_to_buyer": passed_to_buyer}})
+    return rule
 
 
 def _poll_payment(payment: Payment) -> str | None:

@@ -40,6 +40,8 @@ from platform_core.orders.services import (
     unit_price_for,
     wallet_topup_order,
 )
+from platform_core.payments.models import Payment
+from platform_core.payments.selectors import MethodQuote, payment_method_fee_get, payment_method_quotes
 from platform_core.payments.services import UnknownProvider, payment_providers, payment_start, payments_request_check
 from platform_core.ratelimit import rate_limited
 from platform_core.storefront import selectors
@@ -196,6 +198,44 @@ def _draft_providers(order: Order) -> list:
         return payment_providers()
 
 
+def _method_json(methods: list[MethodQuote], currency: str) -> list[dict]:
+    return [{"provider": m.slug, "fee": m.quote.buyer_fee, "amount": m.quote.amount,
+             "fee_text": msg("fee_plus", fee=_money(m.quote.buyer_fee, currency)) if m.quote.buyer_fee else "",
+             "amount_text": _money(m.quote.amount, currency)} for m in methods]
+
+
+def _payment_rows(bound_field, methods: list[MethodQuote], currency: str) -> list[dict]:
+    """Each payment radio with the fee the buyer pays with it and the amount to pay, so
+    both are on screen before the buyer chooses (docs/decisions/0025)."""
+    by_slug = {row["provider"]: row for row in _method_json(methods, currency)}
+    rows = []
+    for radio in bound_field:
+        row = by_slug.get(str(radio.data["value"]), {})
+        rows.append({"radio": radio, "slug": radio.data["value"], "fee_text": row.get("fee_text", ""),
+                     "amount_text": row.get("amount_text", "")})
+    return rows
+
+
+def _chosen_amount_text(form, methods: list[MethodQuote], currency: str) -> str:
+    """The amount to pay with the method the form has chosen ("—" until one is chosen)."""
+    chosen = str(form["payment"].value() or "")
+    method = next((m for m in methods if m.slug == chosen), None)
+    return _money(method.quote.amount, currency) if method is not None else "—"
+
+
+def _fee_rule_text(provider, currency: str) -> str:
+    """'(+0.6% + ¥0.10 fee)' for a method whose fee the buyer pays (amount not known yet)."""
+    rule = payment_method_fee_get(provider.slug)
+    if rule is None or not rule.passed_to_buyer or not provider.takes_fees() or not (rule.fixed or rule.basis_points):
+        return ""
+    parts = []
+    if rule.basis_points:
+        parts.append(f"{rule.basis_points // 100}.{rule.basis_points % 100:02d}".rstrip("0").rstrip(".") + "%")
+    if rule.fixed:
+        parts.append(_money(rule.fixed, currency))
+    return msg("fee_plus", fee=" + ".join(parts))
+
+
 def _price_quote(view, sku_view, quantity: int, customer) -> dict:
     product = view.product
     quantity = max(product.min_quantity, min(quantity, product.max_quantity, MAX_QUANTITY))
@@ -237,6 +277,7 @@ def product(request, product_id: int):
         form = CheckoutForm(initial={"token": secrets.token_urlsafe(16), "sku": chosen.sku.pk,
                                      "quantity": quote["quantity"]},
                             product_view=view, customer=customer, providers=providers)
+    methods = payment_method_quotes(providers=providers, order_total=quote["total"])
     selected = str(chosen.sku.pk)
     sku_rows = [{"id": str(s.sku.pk), "name": s.sku.name or view.product.name, "price_text": _money(s.sku.price, currency),
                  "in_stock": s.in_stock, "selected": str(s.sku.pk) == selected,
@@ -249,6 +290,10 @@ def product(request, product_id: int):
         "chosen": chosen,
         "form": form,
         "providers": providers,
+        "payment_rows": _payment_rows(form["payment"], methods, currency),
+        # with a fee passed to the buyer, what the chosen method costs next to the total
+        "pay_total_text": _chosen_amount_text(form, methods, currency)
+        if any(m.quote.passed_to_buyer for m in methods) else "",
         "sku_rows": sku_rows,
         "has_tiers": any(row["tiers"] for row in sku_rows),
         "unit_text": _money(quote["unit"], currency),
@@ -324,13 +369,16 @@ def product_price(request, product_id: int):
     if view is None:
         return JsonResponse({"error": "not_found"}, status=404)
     chosen = view.sku(request.GET.get("sku")) or view.default_sku
-    quote = _price_quote(view, chosen, _int_param(request.GET.get("qty"), view.product.min_quantity),
-                         _customer(request))
+    customer = _customer(request)
+    quote = _price_quote(view, chosen, _int_param(request.GET.get("qty"), view.product.min_quantity), customer)
     currency = request.tenant.currency
+    draft = Order(kind=Order.Kind.PURCHASE, customer=customer, currency=currency, subtotal=quote["total"],
+                  total=quote["total"])
+    methods = payment_method_quotes(providers=_draft_providers(draft), order_total=quote["total"])
     return JsonResponse({"sku": chosen.sku.pk, "quantity": quote["quantity"], "unit": quote["unit"],
                          "total": quote["total"], "unit_text": _money(quote["unit"], currency),
                          "total_text": _money(quote["total"], currency), "in_stock": chosen.in_stock,
-                         "currency": currency})
+                         "currency": currency, "methods": _method_json(methods, currency)})
 
 
 # --- order page -------------------------------------------------------------------------
@@ -362,7 +410,12 @@ def _order_context(request, order: Order, **extra) -> dict:
                                 auto_id=f"reply{ticket.pk}_%s")})
     pending = order.status == Order.Status.PENDING_PAYMENT
     providers = payment_providers(order) if pending else []
+    methods = payment_method_quotes(providers=providers, order_total=order.total) if pending else []
+    pay_form = PayForm(providers=providers) if pending else None
     qr = (request.session.get(QR_SESSION_KEY) or {}).get(order.number) if pending else None
+    # the fee the buyer paid on top of the total, when there was one
+    paid_with = order.payments.filter(status=Payment.Status.SUCCEEDED).first() if paid else None
+    buyer_fee = paid_with.buyer_fee if paid_with is not None else 0
     context = {
         "order": order,
         "status_word": status_word(order.status),
@@ -376,7 +429,11 @@ def _order_context(request, order: Order, **extra) -> dict:
         "pending": pending,
         "paid": paid,
         "poll": order.status in POLL_STATUSES,
-        "pay_form": PayForm(providers=providers) if pending else None,
+        "pay_form": pay_form,
+        "payment_rows": _payment_rows(pay_form["payment"], methods, currency) if pending else [],
+        "pay_total_text": _money(methods[0].quote.amount if methods else order.total, currency),
+        "fee_paid_text": _money(buyer_fee, currency) if buyer_fee else "",
+        "amount_paid_text": _money(paid_with.amount, currency) if buyer_fee else "",
         "providers": providers,
         "qr": qr,
         "ticket_form": extra.pop("ticket_form", None) or (TicketForm() if paid and order.kind == Order.Kind.PURCHASE
@@ -601,9 +658,13 @@ def _account_page(request, customer, topup_form, status: int = 200):
                 "amount_text": ("+" if entry.amount > 0 else "") + _money(entry.amount, currency),
                 "balance_text": _money(entry.balance_after, currency)}
                for entry in selectors.customer_wallet_entries(customer)]
+    providers = {p.slug: p for p in _topup_providers(customer, currency)}
+    topup_rows = [{"radio": radio, "slug": radio.data["value"],
+                   "fee_text": _fee_rule_text(providers[radio.data["value"]], currency)
+                   if radio.data["value"] in providers else ""} for radio in topup_form["payment"]]
     response = render(request, "account.html", {
         "orders": orders, "entries": entries, "balance_text": _money(customer.wallet_balance, currency),
-        "topup_form": topup_form, "can_top_up": bool(topup_form.fields["payment"].choices),
+        "topup_form": topup_form, "topup_rows": topup_rows, "can_top_up": bool(topup_form.fields["payment"].choices),
     }, status=status)
     response["Cache-Control"] = "no-store, private"
     return response

@@ -104,6 +104,16 @@
             if (!data) return;
             unitEls.forEach(function (el) { el.textContent = data.unit_text; });
             totalEls.forEach(function (el) { el.textContent = data.total_text; });
+            (data.methods || []).forEach(function (method) {  // each method's fee and amount to pay
+              checkout.querySelectorAll("[data-fee-for]").forEach(function (el) {
+                if (el.getAttribute("data-fee-for") === method.provider) el.textContent = method.fee_text;
+              });
+              checkout.querySelectorAll("[data-pay-for]").forEach(function (el) {
+                if (el.getAttribute("data-pay-for") === method.provider) el.textContent = method.amount_text;
+              });
+            });
+            var chosen = checkout.querySelector("input[name=payment]:checked");
+            if (chosen) chosen.dispatchEvent(new Event("change", {bubbles: true}));  // the amount to pay
           })
           .catch(function () {});
       }, 150);
@@ -124,4 +134,14 @@
     });
     if (qty) qty.addEventListener("input", refresh);
   }
+
+  // pay button (order page) and "to pay" (product page): the amount with the chosen method, fee included
+  document.addEventListener("change", function (event) {
+    if (event.target.name !== "payment" || !event.target.form) return;
+    var total = event.target.form.querySelector("[data-pay-total]");
+    var amount = event.target.form.querySelectorAll("[data-pay-for]");
+    amount.forEach(function (el) {
+      if (total && el.getAttribute("data-pay-for") === event.target.value) total.textContent = el.textContent;
+    });
+  });
 })();
