@@ -343,9 +343,9 @@ def test_bad_webhooks_are_rejected_with_400_logged_and_change_nothing(pending, f
         if case == "forged":
             response = post(client, fake_stripe, event, secrets=("whsec_" + "x" * 32,))
         elif case == "stale":
-            response = post(client, fake_stripe, event, timestamp=now - 301)
+            response = post(client, fake_stripe, event, timestamp=now - 400)
         elif case == "future":
-            response = post(client, fake_stripe, event, timestamp=now + 301)
+            response = post(client, fake_stripe, event, timestamp=now + 400)
         elif case == "no_header":
             response = post(client, fake_stripe, body=body, header=None)
         elif case == "garbage_header":
