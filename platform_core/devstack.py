@@ -285,3 +285,32 @@ def stop(base: Path) -> None:
 def destroy(base: Path) -> None:
     stop(base)
     shutil.rmtree(base, ignore_errors=True)
+
+
+OWNER_FILE = "owner.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_orphaned(parent: Path, prefix: str) -> list[Path]:
+    """Stop and delete throw-away stacks (``<parent>/<prefix>*``) whose owning process is
+    gone — a test run killed before it could clean up leaves a PostgreSQL and a Redis
+    behind otherwise. Stacks without an owner file are left alone."""
+    reaped = []
+    for base in sorted(Path(parent).glob(f"{prefix}*")):
+        try:
+            owner = int((base / OWNER_FILE).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if owner != os.getpid() and not _alive(owner):
+            destroy(base)
+            reaped.append(base)
+    return reaped

@@ -5,9 +5,15 @@ import tempfile
 os.environ.setdefault("KAMENG_ENV", "test")
 if not os.environ.get("DATABASE_URL"):
     # one throw-away directory per test run; tests/conftest.py stops and removes it
-    os.environ.setdefault("KAMENG_DEVSTACK_DIR", tempfile.mkdtemp(prefix="kameng-test-"))
-    os.environ.setdefault("KAMENG_STATE_DIR", os.environ["KAMENG_DEVSTACK_DIR"])
+    from pathlib import Path
+
     from platform_core import devstack as _devstack
+
+    if "KAMENG_DEVSTACK_DIR" not in os.environ:
+        _devstack.reap_orphaned(Path(tempfile.gettempdir()), "kameng-test-")  # runs that were killed
+        os.environ["KAMENG_DEVSTACK_DIR"] = tempfile.mkdtemp(prefix="kameng-test-")
+        (Path(os.environ["KAMENG_DEVSTACK_DIR"]) / _devstack.OWNER_FILE).write_text(str(os.getpid()))
+    os.environ.setdefault("KAMENG_STATE_DIR", os.environ["KAMENG_DEVSTACK_DIR"])
 
     os.environ.setdefault("KAMENG_PG_PORT", str(_devstack.free_port()))
     os.environ.setdefault("KAMENG_REDIS_PORT", str(_devstack.free_port()))

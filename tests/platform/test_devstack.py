@@ -51,3 +51,28 @@ def test_data_dir_that_is_not_a_cluster_is_refused(base):
     (base / "pg" / "random.txt").write_text("not postgres")
     with pytest.raises(devstack.DevstackError, match="holds no PostgreSQL cluster"):
         devstack.start_postgres(base / "pg", devstack.free_port())
+
+
+def test_stacks_of_killed_test_runs_are_reaped(tmp_path):
+    """A test run killed before its clean-up leaves a PostgreSQL and a Redis running; the
+    next run stops and deletes them, and leaves live runs' stacks and unmarked ones alone."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    orphan, live, unmarked = tmp_path / "kameng-test-orphan", tmp_path / "kameng-test-live", tmp_path / "kameng-test-x"
+    services = devstack.start(orphan, pg_port=devstack.free_port(), redis_port=devstack.free_port(), fast_unsafe=True)
+    (orphan / devstack.OWNER_FILE).write_text(dead.stdout.strip())
+    live.mkdir()
+    (live / devstack.OWNER_FILE).write_text(str(__import__("os").getppid()))
+    unmarked.mkdir()
+    try:
+        assert devstack.reap_orphaned(tmp_path, "kameng-test-") == [orphan]
+        assert not orphan.exists() and live.exists() and unmarked.exists()
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(services.database_url.replace("postgres://", "postgresql://"), connect_timeout=2)
+        with pytest.raises(redis.ConnectionError):
+            redis.Redis.from_url(services.redis_url, socket_connect_timeout=1).ping()
+    finally:
+        devstack.destroy(orphan)
