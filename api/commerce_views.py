@@ -373,11 +373,12 @@ class OrderListApi(GenericAPIView):
     @extend_schema(
         summary="Place an order (integrations)",
         description="Reserves stock for the shop's reservation window. Send an `Idempotency-Key` header: "
-                    "a retried request with the same key returns the same order with 200 instead of 201.",
+                    "a retried request with the same key returns the same order with 200 instead of 201 "
+                    "(and starts no second payment). With `payment`, the payment starts in the same request.",
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER,
                                      description="Up to 64 letters, digits, `_ . : -`")],
         request=s.OrderCreateInput,
-        responses={201: s.OrderDetailOutput, 200: s.OrderDetailOutput,
+        responses={201: s.OrderPlacedOutput, 200: s.OrderDetailOutput,
                    409: OpenApiResponse(description="Out of stock, or the key was used for another order"),
                    429: OpenApiResponse(description="Too many unpaid orders for this contact"), **ERROR_RESPONSES},
     )
@@ -404,8 +405,17 @@ class OrderListApi(GenericAPIView):
                 raise InputError("No such SKU in this shop.", field=f"lines[{exc.line}].sku_id",
                                  code="not_found") from None
             raise
+        extra = {}
+        if values.get("payment"):
+            from api.payment_views import api_payment_start
+
+            body, code = api_payment_start(request, order, values["payment"]["provider"],
+                                           values["payment"].get("return_url"))
+            # the order stands either way: a failed start can be retried on /payments/
+            extra = {"payment": body, "payment_error": None} if code == status.HTTP_201_CREATED else \
+                {"payment": None, "payment_error": {**body, "status": code}}
         order = order_selectors.order_with_history(number=order.number)
-        return Response(s.OrderDetailOutput(order).data, status=status.HTTP_201_CREATED)
+        return Response({**s.OrderDetailOutput(order).data, **extra}, status=status.HTTP_201_CREATED)
 
     @staticmethod
     def _idempotency_key(request) -> str | None:

@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from api.exceptions import InputError
 from api.permissions import IsShopManager
+from api.serializers_commerce import PaymentStartInput, PaymentStartOutput
 from platform_core.orders.models import Order
 from platform_core.payments import selectors as payment_selectors
 from platform_core.payments.models import PaymentMethodFee
@@ -23,26 +24,6 @@ def _order_or_404(number: str) -> Order:
     return order
 
 
-class PaymentStartInput(serializers.Serializer):
-    provider = serializers.SlugField(help_text="Slug of an enabled payment plugin, e.g. sandbox.")
-    return_url = serializers.URLField(required=False, help_text="Where the buyer lands after paying "
-                                                                "(default: the order page).")
-
-
-class PaymentStartOutput(serializers.Serializer):
-    payment_id = serializers.IntegerField()
-    provider = serializers.CharField()
-    amount = serializers.IntegerField(help_text="What the buyer pays, minor units: the order total plus the fee "
-                                                "when the shop passes it on.")
-    order_total = serializers.IntegerField(help_text="Minor units.")
-    fee = serializers.IntegerField(help_text="The payment method's fee on this payment, minor units (recorded even "
-                                             "when the shop bears it).")
-    fee_passed_to_buyer = serializers.BooleanField(help_text="True when ``fee`` is included in ``amount``.")
-    currency = serializers.CharField()
-    action = serializers.CharField(help_text="redirect | qr | instant")
-    url = serializers.CharField(allow_blank=True)
-    qr_text = serializers.CharField(allow_blank=True)
-    external_id = serializers.CharField(allow_blank=True, help_text="The gateway's id of this payment.")
 
 
 class OrderPaymentStartApi(APIView):
@@ -55,24 +36,31 @@ class OrderPaymentStartApi(APIView):
     def post(self, request, number):
         data = PaymentStartInput(data=request.data)
         data.is_valid(raise_exception=True)
-        order = _order_or_404(number)
-        shop = request.tenant
-        return_url = data.validated_data.get("return_url") or shop_url(shop, f"/order/{order.number}/?t={order.access_token}")
-        notify_url = shop_url(shop, f"/hooks/payments/{data.validated_data['provider']}/")
-        try:
-            payment, action = payment_start(order=order, provider_slug=data.validated_data["provider"],
-                                            return_url=return_url, notify_url=notify_url)
-        except UnknownProvider as exc:
-            return Response({"detail": str(exc), "field": "provider", "code": "unknown_provider"}, status=400)
-        except PaymentError as exc:
-            return Response({"detail": exc.message, "code": "payment_error", "retryable": exc.retryable},
-                            status=503 if exc.retryable else 409)
-        return Response(PaymentStartOutput({
-            "payment_id": payment.pk, "provider": payment.provider, "amount": payment.amount,
-            "order_total": payment.amount - payment.buyer_fee, "fee": payment.fee,
-            "fee_passed_to_buyer": payment.fee_paid_by_buyer, "currency": payment.currency, "action": action.kind, "url": action.url, "qr_text": action.qr_text,
-            "external_id": payment.external_id or "",
-        }).data, status=status.HTTP_201_CREATED)
+        body, code = api_payment_start(request, _order_or_404(number), data.validated_data["provider"],
+                                       data.validated_data.get("return_url"))
+        return Response(body, status=code)
+
+
+def api_payment_start(request, order: Order, provider: str, return_url: str | None) -> tuple[dict, int]:
+    """Start paying ``order`` with ``provider``: the answer's body and status, for this
+    endpoint and for placing an order with ``payment`` in one request."""
+    shop = request.tenant
+    return_url = return_url or shop_url(shop, f"/order/{order.number}/?t={order.access_token}")
+    notify_url = shop_url(shop, f"/hooks/payments/{provider}/")
+    try:
+        payment, action = payment_start(order=order, provider_slug=provider, return_url=return_url,
+                                        notify_url=notify_url)
+    except UnknownProvider as exc:
+        return {"detail": str(exc), "field": "provider", "code": "unknown_provider"}, 400
+    except PaymentError as exc:
+        return {"detail": exc.message, "code": "payment_error", "retryable": exc.retryable}, \
+            503 if exc.retryable else 409
+    return PaymentStartOutput({
+        "payment_id": payment.pk, "provider": payment.provider, "amount": payment.amount,
+        "order_total": payment.amount - payment.buyer_fee, "fee": payment.fee,
+        "fee_passed_to_buyer": payment.fee_paid_by_buyer, "currency": payment.currency, "action": action.kind,
+        "url": action.url, "qr_text": action.qr_text, "external_id": payment.external_id or "",
+    }).data, status.HTTP_201_CREATED
 
 
 class PaymentMethodOutput(serializers.Serializer):

@@ -297,11 +297,43 @@ class OrderLineInput(serializers.Serializer):
                                     help_text="Top-up products: the account or phone number to top up.")
 
 
+class PaymentStartInput(serializers.Serializer):
+    provider = serializers.SlugField(help_text="Slug of an enabled payment plugin, e.g. sandbox.")
+    return_url = serializers.URLField(required=False, help_text="Where the buyer lands after paying "
+                                                                "(default: the order page).")
+
+
+class PaymentStartOutput(serializers.Serializer):
+    payment_id = serializers.IntegerField()
+    provider = serializers.CharField()
+    amount = serializers.IntegerField(help_text="What the buyer pays, minor units: the order total plus the fee "
+                                                "when the shop passes it on.")
+    order_total = serializers.IntegerField(help_text="Minor units.")
+    fee = serializers.IntegerField(help_text="The payment method's fee on this payment, minor units (recorded even "
+                                             "when the shop bears it).")
+    fee_passed_to_buyer = serializers.BooleanField(help_text="True when ``fee`` is included in ``amount``.")
+    currency = serializers.CharField()
+    action = serializers.CharField(help_text="redirect | qr | instant")
+    url = serializers.CharField(allow_blank=True)
+    qr_text = serializers.CharField(allow_blank=True)
+    external_id = serializers.CharField(allow_blank=True, help_text="The gateway's id of this payment.")
+
+
+class OrderPlacedOutput(OrderDetailOutput):
+    payment = PaymentStartOutput(required=False, allow_null=True,
+                                 help_text="Only when the request asked to start paying and it started.")
+    payment_error = serializers.DictField(required=False, allow_null=True,
+                                         help_text="Only when the request asked to start paying and it could "
+                                                   "not: detail, code, retryable, status.")
+
+
 class OrderCreateInput(serializers.Serializer):
     lines = OrderLineInput(many=True, allow_empty=False, max_length=MAX_LINES)
     contact = serializers.CharField(max_length=254, help_text="The buyer's e-mail address or phone number.")
     query_password = serializers.CharField(min_length=4, max_length=128, write_only=True,
                                            help_text="Lets the buyer look the order up without an account.")
+    payment = PaymentStartInput(required=False, help_text="Start paying at once (one request instead of two): "
+                                                          "the answer then carries `payment` (or `payment_error`).")
 
 
 class DeliveredSecretOutput(serializers.Serializer):

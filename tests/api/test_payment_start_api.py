@@ -33,3 +33,45 @@ def test_payment_start_needs_a_manager_of_this_shop(alpha, bravo, bob):
     client = Client(HTTP_HOST="alpha.kameng.test", HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=bob).key}")
     assert client.post(f"/api/v1/orders/{order.number}/payments/", {"provider": "sandbox"},
                        content_type="application/json").status_code == 403
+
+
+def test_placing_an_order_can_start_its_payment_in_the_same_request(alpha, alice):
+    """One request instead of two for headless storefronts: the order, and the sandbox
+    gateway's pay page for it; a start that fails leaves the order to be paid later."""
+    from sandbox_gateway import serve_in_thread
+
+    server, base_url = serve_in_thread()
+    try:
+        with tenant_context(alpha):
+            sku = make_product(keys=3, price=1500)
+            plugin_configure(shop=alpha, slug="sandbox", enable=True,
+                             data={"gateway_url": base_url, "api_key": "sk_sandbox_" + "a" * 24})
+        client = Client(HTTP_HOST="alpha.kameng.test",
+                        HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice).key}")
+        placed = client.post("/api/v1/orders/", {
+            "lines": [{"sku_id": sku.pk, "quantity": 1}], "contact": "g@example.com", "query_password": "1234",
+            "payment": {"provider": "sandbox"}}, content_type="application/json", HTTP_IDEMPOTENCY_KEY="one-shot")
+        assert placed.status_code == 201, placed.content
+        body = placed.json()
+        assert body["status"] == "pending_payment" and body["payment_error"] is None
+        payment = body["payment"]
+        assert payment["action"] == "redirect" and payment["url"].startswith(f"{base_url}/pay/pay_")
+        assert payment["amount"] == 1500 and payment["external_id"].startswith("pay_")
+        assert [p["id"] for p in body["payments"]] == [payment["payment_id"]]
+        # a retried request returns the order; it does not start a second payment
+        again = client.post("/api/v1/orders/", {
+            "lines": [{"sku_id": sku.pk, "quantity": 1}], "contact": "g@example.com", "query_password": "1234",
+            "payment": {"provider": "sandbox"}}, content_type="application/json", HTTP_IDEMPOTENCY_KEY="one-shot")
+        assert again.status_code == 200 and again.json()["number"] == body["number"]
+        with tenant_context(alpha):
+            assert Payment.objects.count() == 1
+
+        failed = client.post("/api/v1/orders/", {
+            "lines": [{"sku_id": sku.pk, "quantity": 1}], "contact": "h@example.com", "query_password": "1234",
+            "payment": {"provider": "no-such-method"}}, content_type="application/json")
+        assert failed.status_code == 201 and failed.json()["payment"] is None
+        error = failed.json()["payment_error"]
+        assert error["status"] == 400 and error["field"] == "provider" and "not available" in error["detail"]
+        assert failed.json()["status"] == "pending_payment"
+    finally:
+        server.stop()

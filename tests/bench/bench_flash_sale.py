@@ -1,7 +1,7 @@
 """flash_sale: buyers racing for keys through the HTTP API, paid and delivered.
 
-Each buyer: ``POST /api/v1/orders/`` (reserve), ``POST /api/v1/orders/<n>/payments/``
-(the shop asks the sandbox gateway for a payment), then the gateway's signed
+Each buyer: ``POST /api/v1/orders/`` with ``payment`` (reserve, and the shop asks the
+sandbox gateway for a payment in the same request), then the gateway's signed
 ``payment.succeeded`` webhook to ``/hooks/payments/sandbox/`` (sent by the buyer's
 thread, as the gateway would after the Pay button). Buyers run in 4 client processes.
 
@@ -42,23 +42,16 @@ def _buyer_process(args):
         while True:
             order = session.post(f"{base}/api/v1/orders/", headers=headers, json={
                 "lines": [{"sku_id": sku_id, "quantity": 1}], "contact": f"b{os.getpid()}x{n}@example.com",
-                "query_password": "1234"})
+                "query_password": "1234", "payment": {"provider": "sandbox"}})
             if order.status_code == 409:
                 with lock:
                     counts["refused"] += 1
                 return
-            if order.status_code != 201:
+            if order.status_code != 201 or not order.json().get("payment"):
                 with lock:
                     counts["errors"] += 1
                 return
-            number = order.json()["number"]
-            payment = session.post(f"{base}/api/v1/orders/{number}/payments/", headers=headers,
-                                   json={"provider": "sandbox"})
-            if payment.status_code != 201:
-                with lock:
-                    counts["errors"] += 1
-                return
-            info = payment.json()
+            info = order.json()["payment"]
             body, hook_headers = signed_webhook(payment_succeeded_event(info["payment_id"], info["amount"],
                                                                         info["currency"], 0, info["external_id"]))
             hook = session.post(f"{base}/hooks/payments/sandbox/", data=body, headers={**hook_headers, "Host": host})
