@@ -33,14 +33,14 @@ app.conf.beat_schedule = {
         "schedule": 300.0,
         "tenant_schemas": [PUBLIC],
     },
-}
-
-# platform billing (docs/billing.md): all in public, all safe to run twice
-app.conf.beat_schedule.update({
+    # platform billing (docs/billing.md): all in public, all safe to run twice
     "billing-meter-usage": {"task": "billing.meter_usage", "schedule": 3600.0, "tenant_schemas": [PUBLIC]},
     "billing-roll-subscriptions": {"task": "billing.roll_subscriptions", "schedule": 3600.0,
                                    "tenant_schemas": [PUBLIC]},
     "billing-issue-monthly-invoices": {"task": "billing.issue_monthly_invoices", "schedule": 3600.0,
                                        "tenant_schemas": [PUBLIC]},
     "billing-dunning": {"task": "billing.run_dunning", "schedule": 3600.0, "tenant_schemas": [PUBLIC]},
-})
+}
+# (assigned, never read here: reading app.conf at import would load Django's settings —
+# and start the embedded stack — before a command or a benchmark has set its environment)
+

@@ -85,8 +85,11 @@ def payment_succeeded_event(payment_id: int, amount: int, currency: str, n: int,
 def web_server(port: int, workers: int = 4):
     env = child_env(PORT=str(port), KAMENG_BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY=str(workers),
                     LOG_LEVEL="WARNING")
+    log_path = os.path.join(os.environ["KAMENG_STATE_DIR"], "web.log")
+    progress(f"web server log: {log_path}")
+    log = open(log_path, "ab")  # noqa: SIM115 - closed with the server
     process = subprocess.Popen([sys.executable, "-m", "platform_core.cli", "web"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -107,3 +110,10 @@ def web_server(port: int, workers: int = 4):
             process.wait(timeout=20)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+        with open(log_path, errors="replace") as written:
+            text = written.read()
+        if "Traceback" in text:  # the temp dir goes with the benchmark: show why requests failed
+            first = text.index("Traceback")
+            print(f"web server errors (first of {text.count('Traceback')}):\n{text[first:first + 4000]}",
+                  file=sys.stderr)

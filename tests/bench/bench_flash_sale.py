@@ -50,6 +50,8 @@ def _buyer_process(args):
             if order.status_code != 201 or not order.json().get("payment"):
                 with lock:
                     counts["errors"] += 1
+                    if counts["errors"] == 1:  # say why, once per client process
+                        print(f"first error: HTTP {order.status_code} {order.text[:300]}", file=sys.stderr)
                 return
             info = order.json()["payment"]
             body, hook_headers = signed_webhook(payment_succeeded_event(info["payment_id"], info["amount"],
