@@ -16,6 +16,9 @@ class Payment(models.Model):
 
     order = models.ForeignKey("orders.Order", on_delete=models.PROTECT, related_name="payments")
     provider = models.CharField(max_length=40)
+    #: the provider's merchant account that took the payment (plugins.PluginAccount.key);
+    #: webhooks, refunds, polls and reconciliation use that account's credentials
+    account = models.CharField(max_length=40, default="main")
     amount = models.BigIntegerField()
     currency = models.CharField(max_length=3)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
@@ -27,7 +30,8 @@ class Payment(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["provider", "external_id"], name="payment_external_id_unique"),
+            # two merchant accounts of one gateway may hand out the same ids
+            models.UniqueConstraint(fields=["provider", "account", "external_id"], name="payment_external_id_unique"),
             models.CheckConstraint(name="payment_amounts_valid",
                                    condition=Q(amount__gt=0) & Q(refunded_amount__gte=0)
                                    & Q(refunded_amount__lte=models.F("amount"))),
@@ -58,6 +62,8 @@ class WebhookEvent(models.Model):
     """Inbox: every verified gateway event once, keyed by the gateway's own id."""
 
     provider = models.CharField(max_length=40)
+    #: the merchant account whose secret verified the event (event ids are per account)
+    account = models.CharField(max_length=40, default="main")
     event_id = models.CharField(max_length=120)
     kind = models.CharField(max_length=60)
     payment = models.ForeignKey(Payment, null=True, blank=True, on_delete=models.SET_NULL)
@@ -66,7 +72,7 @@ class WebhookEvent(models.Model):
     received_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["provider", "event_id"], name="webhook_event_once")]
+        constraints = [models.UniqueConstraint(fields=["provider", "account", "event_id"], name="webhook_event_once")]
 
 
 class ReconciliationRun(models.Model):
