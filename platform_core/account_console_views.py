@@ -18,7 +18,9 @@ from plugins.registry import UnknownPlugin, get_plugin_class
 from plugins.services import PluginError
 
 
-def _payment_plugin(slug: str):
+def _payment_plugin(slug: str, request):
+    # owner and admins only, reads too: merchant ids are the shop's business relationships
+    _require_manage(request)
     try:
         plugin_class = get_plugin_class(slug)
     except UnknownPlugin:
@@ -33,17 +35,17 @@ def _hook_path(slug: str, key: str) -> str:
 
 
 def plugin_accounts_view(request, slug):
-    plugin_class = _payment_plugin(slug)
+    plugin_class = _payment_plugin(slug, request)
     config = PluginConfig.objects.filter(slug=slug).first()
     rows = [{"account": account, "hook_path": _hook_path(slug, account.key),
              "configured": account_services.account_is_configured(plugin_class, config, account)}
             for account in account_services.plugin_accounts(config=config)]
     return _render(request, "kameng/manage/plugin_accounts.html", f"{plugin_class.name}: merchant accounts",
-                   plugin=plugin_class, rows=rows, config=config, can_manage=can_manage(request))
+                   plugin=plugin_class, slug=slug, rows=rows, config=config, can_manage=can_manage(request))
 
 
 def plugin_account_edit_view(request, slug, key=None):
-    plugin_class = _payment_plugin(slug)
+    plugin_class = _payment_plugin(slug, request)
     config = PluginConfig.objects.filter(slug=slug).first()
     account = account_services.plugin_account(config=config, key=key) if key else None
     if key and account is None:
@@ -80,7 +82,7 @@ def plugin_account_edit_view(request, slug, key=None):
             form.is_valid()
     return _render(request, "kameng/manage/plugin_account_edit.html",
                    f"{plugin_class.name}: {account.label if account else 'new merchant account'}",
-                   plugin=plugin_class, account=account, form=form, meta=meta, errors=errors,
+                   plugin=plugin_class, slug=slug, account=account, form=form, meta=meta, errors=errors,
                    stored_secrets=account_services.stored_secret_fields(config, account) if account else [],
                    can_manage=can_manage(request))
 
@@ -93,8 +95,7 @@ def _blank_account():
 
 @require_POST
 def plugin_account_move_view(request, slug, key):
-    _payment_plugin(slug)
-    _require_manage(request)
+    _payment_plugin(slug, request)
     config = PluginConfig.objects.filter(slug=slug).first()
     keys = [account.key for account in account_services.plugin_accounts(config=config)]
     if key not in keys:
@@ -113,8 +114,7 @@ def plugin_account_move_view(request, slug, key):
 
 @require_POST
 def plugin_account_delete_view(request, slug, key):
-    _payment_plugin(slug)
-    _require_manage(request)
+    _payment_plugin(slug, request)
     try:
         account_services.plugin_account_delete(shop=request.tenant, slug=slug, key=key, actor=request.user,
                                                request=request)

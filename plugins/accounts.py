@@ -22,7 +22,7 @@ from plugins.services import PluginError, _forget_now_and_on_commit, _jsonable, 
 MAIN_LABEL = "Main account"
 MAX_ACCOUNTS = 10
 #: words the console's own URLs use under .../accounts/
-RESERVED_KEYS = frozenset({"new", MAIN_ACCOUNT})
+RESERVED_KEYS = frozenset({"new", "reorder", MAIN_ACCOUNT})
 _KEY_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 
 
@@ -123,7 +123,7 @@ def plugin_account_save(*, shop, slug: str, key: str, label: str, data: dict | N
     errors: dict[str, list[str]] = {}
     if not _KEY_RE.match(key) or (create and key in RESERVED_KEYS):
         errors["key"] = ["Use 1 to 40 lower-case letters, digits or dashes, starting with a letter or digit "
-                         "(not \"new\" or \"main\")."]
+                         "(not \"new\", \"reorder\" or \"main\")."]
     if not label or len(label) > 80:
         errors["label"] = ["Give the account a name of 1 to 80 characters."]
     if priority is not None and not (0 <= priority <= 1000):

@@ -30,6 +30,8 @@ class Plugin:
     the dispatcher only calls them on plugins the current shop has enabled.
     """
 
+    #: templates get the class (its name, description …), never an instance they made up
+    do_not_call_in_templates = True
     slug: str = ""
     name: str = ""
     kind: str = PluginKind.MARKETING
