@@ -132,6 +132,15 @@ class PaymentPlugin(Plugin):
 
         return [self.for_account(account) for account in plugin_accounts(config=self.config) if account.enabled]
 
+    def every_account(self) -> list[PaymentPlugin]:
+        """This provider bound to each of its accounts, disabled ones too (they may still
+        have payments to refund, poll or reconcile)."""
+        if not self.multiple_accounts or self.config is None or self.config.pk is None:
+            return [self]
+        from plugins.accounts import plugin_accounts
+
+        return [self.for_account(account) for account in plugin_accounts(config=self.config)]
+
     def bound_to(self, key: str) -> PaymentPlugin | None:
         """This provider bound to the account ``key`` (enabled or not: a disabled account
         takes no new payments but finishes the ones it has), or None if there is none."""

@@ -455,3 +455,38 @@ def test_the_buyer_never_sees_which_account_took_the_payment(alpha, backup_gatew
     page = buyer.get(f"/order/{order.number}/?t={order.access_token}")
     assert page.status_code == 200 and order.number.encode() in page.content
     assert b"Backup merchant" not in page.content and b"backup" not in page.content.lower()
+
+
+# --- reconciliation per account -----------------------------------------------------------
+
+def test_reconciliation_reads_each_account_report_and_fixes_through_the_right_account(alpha, gateway,
+                                                                                     backup_gateway, bridge):
+    from django.utils import timezone
+
+    from platform_core.payments.models import ReconciliationItem
+    from platform_core.payments.reconciliation import reconcile_day, reconciliation_fix
+
+    main_key, backup_key = new_api_key(), new_api_key()
+    with tenant_context(alpha):
+        configure(alpha, main_url=gateway.base, main_key=main_key, backup_url=backup_gateway.base,
+                  backup_key=backup_key)
+        _, on_main, action, _ = start(alpha, bridge)
+        bridge.call(lambda: click(action.url))
+        plugin_accounts_reorder(shop=alpha, slug="sandbox", keys=["backup", "main"])
+        _, on_backup, action, _ = start(alpha, bridge)
+        bridge.call(lambda: click(action.url))
+        lost_order, lost, action, _ = start(alpha, bridge)
+        assert (on_main.account, on_backup.account, lost.account) == ("main", "backup", "backup")
+        bridge.close()  # the backup's webhook for this one is lost
+        assert click(action.url).status_code == 303
+        # the backup merchant is switched off since; its payments still reconcile
+        plugin_account_save(shop=alpha, slug="sandbox", key="backup", label="Backup", enabled=False)
+
+        run = reconcile_day(provider_slug="sandbox", day=timezone.now().date())
+        assert run.gateway_payments == 3 and run.matched == 2
+        item, = run.items.all()
+        assert (item.kind, item.payment_id) == (ReconciliationItem.Kind.PAID_NOT_RECORDED, lost.pk)
+        reconciliation_fix(item_id=item.pk)
+        lost_order.refresh_from_db()
+        assert lost_order.status == Order.Status.DELIVERED
+        assert WebhookEvent.objects.get(event_id__startswith="reconcile:").account == "backup"
