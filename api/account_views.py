@@ -13,6 +13,7 @@ from tenants.services import membership_for
 from plugins import accounts as account_services
 from plugins.models import PluginConfig
 from plugins.registry import UnknownPlugin, get_plugin_class
+from plugins.services import PluginError, plugin_test_connection
 
 
 class IsShopManagerEvenToRead(IsShopManager):
@@ -146,3 +147,17 @@ class PluginAccountReorderApi(APIView):
                                                             request=request)
         config = _config(slug)
         return Response([_output(slug, config, a) for a in accounts])
+
+
+class PluginAccountTestConnectionApi(APIView):
+    permission_classes = [IsShopManagerEvenToRead]
+
+    @extend_schema(request=None, summary="Test one merchant account's saved credentials; nothing is charged")
+    def post(self, request, slug, key):
+        _config(slug)
+        try:
+            message = plugin_test_connection(shop=request.tenant, slug=slug, account=key, actor=request.user,
+                                             request=request)
+        except PluginError as exc:
+            return Response({"ok": False, "message": exc.message}, status=400)
+        return Response({"ok": True, "message": message})

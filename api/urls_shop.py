@@ -19,6 +19,8 @@ urlpatterns = [
          name="api-plugin-accounts-reorder"),
     path("v1/plugins/<slug:slug>/accounts/<slug:key>/", accounts.PluginAccountDetailApi.as_view(),
          name="api-plugin-account"),
+    path("v1/plugins/<slug:slug>/accounts/<slug:key>/test-connection/",
+         accounts.PluginAccountTestConnectionApi.as_view(), name="api-plugin-account-test-connection"),
     # commerce: catalog, stock, orders, tickets, customers
     path("v1/categories/", commerce.CategoryListApi.as_view(), name="api-categories"),
     path("v1/categories/<int:pk>/", commerce.CategoryDetailApi.as_view(), name="api-category"),

@@ -15,7 +15,7 @@ from plugins.base import MAIN_ACCOUNT
 from plugins.models import PluginConfig
 from plugins.payment import PaymentPlugin
 from plugins.registry import UnknownPlugin, get_plugin_class
-from plugins.services import PluginError
+from plugins.services import PluginError, plugin_test_connection
 
 
 def _payment_plugin(slug: str, request):
@@ -84,6 +84,7 @@ def plugin_account_edit_view(request, slug, key=None):
                    f"{plugin_class.name}: {account.label if account else 'new merchant account'}",
                    plugin=plugin_class, slug=slug, account=account, form=form, meta=meta, errors=errors,
                    stored_secrets=account_services.stored_secret_fields(config, account) if account else [],
+                   can_test_connection=getattr(plugin_class, "supports_test_connection", False),
                    can_manage=can_manage(request))
 
 
@@ -125,6 +126,17 @@ def plugin_account_delete_view(request, slug, key):
     return redirect("manage:plugin_accounts", slug=slug)
 
 
+@require_POST
+def plugin_account_test_view(request, slug, key):
+    _payment_plugin(slug, request)
+    try:
+        messages.success(request, plugin_test_connection(shop=request.tenant, slug=slug, account=key,
+                                                         actor=request.user, request=request))
+    except PluginError as exc:
+        messages.error(request, exc.message)
+    return redirect("manage:plugin_account_edit", slug=slug, key=key)
+
+
 def account_console_urls(admin_view) -> list:
     return [
         path("plugins/<slug:slug>/accounts/", admin_view(plugin_accounts_view), name="plugin_accounts"),
@@ -135,4 +147,6 @@ def account_console_urls(admin_view) -> list:
              name="plugin_account_move"),
         path("plugins/<slug:slug>/accounts/<slug:key>/delete/", admin_view(plugin_account_delete_view),
              name="plugin_account_delete"),
+        path("plugins/<slug:slug>/accounts/<slug:key>/test/", admin_view(plugin_account_test_view),
+             name="plugin_account_test"),
     ]

@@ -490,3 +490,27 @@ def test_reconciliation_reads_each_account_report_and_fixes_through_the_right_ac
         lost_order.refresh_from_db()
         assert lost_order.status == Order.Status.DELIVERED
         assert WebhookEvent.objects.get(event_id__startswith="reconcile:").account == "backup"
+
+
+def test_each_account_tests_its_own_connection(alpha, alice, carol, fake_stripe):
+    with tenant_context(alpha):
+        enable_two_stripe_accounts(alpha)
+    api = Client(HTTP_HOST=host_of(alpha), HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice).key}")
+    main = api.post("/api/v1/plugins/stripe/accounts/main/test-connection/")
+    assert main.status_code == 400 and "refused the shop" in main.json()["message"]
+    backup = api.post("/api/v1/plugins/stripe/accounts/backup/test-connection/")
+    assert backup.status_code == 200 and backup.json()["ok"] is True
+    assert [r.headers["Authorization"] for r in fake_stripe.received("GET", r"/v1/balance")] == [
+        f"Bearer {MAIN_STRIPE_KEY}", f"Bearer {STRIPE_KEY}"]
+    assert api.post("/api/v1/plugins/stripe/accounts/spare/test-connection/").status_code == 400
+
+    console = Client(HTTP_HOST=host_of(alpha))
+    console.force_login(alice)
+    answer = console.post("/manage/plugins/stripe/accounts/backup/test/", follow=True)
+    assert b"Connected to Stripe in test mode" in answer.content
+    viewer = Client(HTTP_HOST=host_of(alpha))
+    viewer.force_login(carol)
+    assert viewer.post("/manage/plugins/stripe/accounts/backup/test/").status_code == 403
+    with tenant_context(alpha):
+        assert list(AuditEvent.objects.filter(action="plugin.connection_tested").order_by("pk")
+                    .values_list("data__account", "data__ok")) == [(None, False), ("backup", True), ("backup", True)]
