@@ -49,7 +49,8 @@ class PluginAccount(models.Model):
         ordering = ["priority", "id"]
         constraints = [
             models.UniqueConstraint(fields=["config", "key"], name="plugin_account_key_unique"),
-            models.CheckConstraint(name="plugin_account_key_format", condition=models.Q(key__regex=r"^[a-z0-9-]{1,40}$")),
+            models.CheckConstraint(name="plugin_account_key_format",
+                                   condition=models.Q(key__regex=r"^[a-z0-9-]{1,40}$")),
             # the main account's settings live on the config, never here
             models.CheckConstraint(name="plugin_account_main_holds_no_settings",
                                    condition=~models.Q(key="main") | (models.Q(settings={}) & models.Q(secrets={}))),
