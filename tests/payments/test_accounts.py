@@ -444,7 +444,7 @@ def test_console_adds_an_account_that_then_takes_payments(alpha, alice, gateway,
         assert [a.key for a in plugin_accounts(config=PluginConfig.objects.get(slug="sandbox"))] == ["backup", "main"]
 
 
-def test_the_buyer_never_sees_which_account_took_the_payment(alpha, backup_gateway, dead_url, bridge):
+def test_the_buyer_never_sees_which_account_took_the_payment(alpha, alice, backup_gateway, dead_url, bridge):
     with tenant_context(alpha):
         configure(alpha, main_url=dead_url, main_key=new_api_key(), backup_url=backup_gateway.base,
                   backup_key=new_api_key())
@@ -455,6 +455,11 @@ def test_the_buyer_never_sees_which_account_took_the_payment(alpha, backup_gatew
     page = buyer.get(f"/order/{order.number}/?t={order.access_token}")
     assert page.status_code == 200 and order.number.encode() in page.content
     assert b"Backup merchant" not in page.content and b"backup" not in page.content.lower()
+    # the shop's staff do see it on the order
+    console = Client(HTTP_HOST=host_of(alpha))
+    console.force_login(alice)
+    staff_page = console.get(f"/manage/orders/order/{order.pk}/change/").content.decode()
+    assert ">backup<" in staff_page.replace(" ", "").replace("\n", "")
 
 
 # --- reconciliation per account -----------------------------------------------------------
