@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.permissions import MANAGER_ROLES, IsShopManager
+from api.shop_views import PluginTestConnectionOutput
 from tenants.services import membership_for
 from plugins import accounts as account_services
 from plugins.models import PluginConfig
@@ -152,7 +153,8 @@ class PluginAccountReorderApi(APIView):
 class PluginAccountTestConnectionApi(APIView):
     permission_classes = [IsShopManagerEvenToRead]
 
-    @extend_schema(request=None, summary="Test one merchant account's saved credentials; nothing is charged")
+    @extend_schema(request=None, responses={200: PluginTestConnectionOutput, 400: PluginTestConnectionOutput},
+                   summary="Test one merchant account's saved credentials; nothing is charged")
     def post(self, request, slug, key):
         _config(slug)
         try:

@@ -519,3 +519,17 @@ def test_each_account_tests_its_own_connection(alpha, alice, carol, fake_stripe)
     with tenant_context(alpha):
         assert list(AuditEvent.objects.filter(action="plugin.connection_tested").order_by("pk")
                     .values_list("data__account", "data__ok")) == [(None, False), ("backup", True), ("backup", True)]
+
+
+def test_the_api_schema_describes_the_account_endpoints(alpha):
+    import yaml
+
+    response = Client(HTTP_HOST=host_of(alpha)).get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    schema = response.json() if response["Content-Type"].startswith("application/json") \
+        else yaml.safe_load(response.content)
+    paths = schema["paths"]
+    for path in ("/api/v1/plugins/{slug}/accounts/", "/api/v1/plugins/{slug}/accounts/{key}/",
+                 "/api/v1/plugins/{slug}/accounts/reorder/", "/api/v1/plugins/{slug}/accounts/{key}/test-connection/"):
+        assert path in paths, path
+    assert set(paths["/api/v1/plugins/{slug}/accounts/{key}/"]) >= {"get", "patch", "delete"}
