@@ -533,3 +533,39 @@ def test_the_api_schema_describes_the_account_endpoints(alpha):
                  "/api/v1/plugins/{slug}/accounts/reorder/", "/api/v1/plugins/{slug}/accounts/{key}/test-connection/"):
         assert path in paths, path
     assert set(paths["/api/v1/plugins/{slug}/accounts/{key}/"]) >= {"get", "patch", "delete"}
+
+
+# --- a China gateway: Alipay QR with a main and a backup app ------------------------------
+
+def test_alipay_main_app_refused_the_backup_app_takes_notifies_and_refunds(alpha, bridge, settings):
+    from tests.fakegateways.alipay import FakeAlipay, rsa_key
+    from tests.payments.gateways.china_helpers import assert_delivered, digits, start_payment
+    from tests.payments.gateways.test_alipay import settings_for
+
+    settings.KAMENG_PAYMENT_HTTP_BACKOFF = 0.01
+    with FakeAlipay() as alipay:
+        settings.KAMENG_ALIPAY_API_BASE = alipay.gateway_url
+        main_app, backup_app = "2021" + digits(12), "2021" + digits(12)
+        alipay.register_app(backup_app, rsa_key("alipay-backup").public_key())  # the main app was revoked
+        alipay.hosts[host_of(alpha)] = bridge.url("")
+        with tenant_context(alpha):
+            plugin_configure(shop=alpha, slug="alipay", enable=True,
+                             data=settings_for(alipay, main_app, key=rsa_key("alipay-main"), checkout="qr"))
+            plugin_account_save(shop=alpha, slug="alipay", key="backup", label="Backup Alipay merchant", create=True,
+                                data=settings_for(alipay, backup_app, key=rsa_key("alipay-backup"), checkout="qr"))
+            started = start_payment(alpha, "alipay", bridge.url("/hooks/payments/alipay/"))
+            payment = started["payment"]
+            assert started["action"].kind == "qr"
+            assert payment.account == "backup"
+            assert payment.data["attempts"] == [{"account": "main", "error": "misconfigured"}]
+
+            answer = bridge.call(lambda: alipay.pay(payment.external_id))
+            assert answer.status_code == 200 and answer.text == "success"
+            assert bridge.log[-1][0].path == "/hooks/payments/alipay/backup/"
+            assert_delivered(started)
+
+            order_refund(order=started["order"], amount=2000, reason="test", actor="staff@alpha.example")
+            assert alipay.trades[payment.external_id]["refunded"] == 2000
+            assert alipay.trades[payment.external_id]["app_id"] == backup_app
+            alipay.settle()
+        assert alipay.crashes == []
