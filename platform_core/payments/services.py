@@ -59,6 +59,15 @@ def account_notify_url(notify_url: str, account: str) -> str:
     return f"{notify_url}{account}/"
 
 
+def _failure_kind(exc: PaymentError) -> str:
+    """How a start failed, in a word kept on the payment (never the message: staff words)."""
+    if isinstance(exc, PaymentMisconfigured):
+        return "misconfigured"
+    if isinstance(exc, PaymentDeclined):
+        return "declined"
+    return "retryable" if exc.retryable else "refused"
+
+
 def _fails_over(exc: PaymentError) -> bool:
     # the gateway is down or refuses this account: the next account may take it. A
     # decline is about the buyer's card or balance: another merchant would decline too.
@@ -97,10 +106,7 @@ def payment_start(*, order: Order, provider_slug: str, return_url: str, notify_u
             action = bound.start(order, payment, return_url=return_url,
                                  notify_url=account_notify_url(notify_url, bound.account_key))
         except PaymentError as exc:
-            attempts.append({"account": bound.account_key,
-                             "error": "misconfigured" if isinstance(exc, PaymentMisconfigured)
-                             else "retryable" if exc.retryable else "declined" if isinstance(exc, PaymentDeclined)
-                             else "refused"})
+            attempts.append({"account": bound.account_key, "error": _failure_kind(exc)})
             if _fails_over(exc) and number < len(candidates):
                 logger.warning("payment %s: %s account %s failed (%s); trying the next account", payment.pk,
                                provider.slug, bound.account_key, attempts[-1]["error"])
