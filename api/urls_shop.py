@@ -1,5 +1,6 @@
 from django.urls import path
 
+from api import account_views as accounts
 from api import billing_views as billing
 from api import commerce_views as commerce
 from api import reconciliation_views as reconciliation
@@ -14,6 +15,13 @@ urlpatterns = [
     path("v1/plugins/<slug:slug>/fee/", PaymentFeeApi.as_view(), name="api-plugin-fee"),
     path("v1/plugins/<slug:slug>/test-connection/", PluginTestConnectionApi.as_view(),
          name="api-plugin-test-connection"),
+    path("v1/plugins/<slug:slug>/accounts/", accounts.PluginAccountListApi.as_view(), name="api-plugin-accounts"),
+    path("v1/plugins/<slug:slug>/accounts/reorder/", accounts.PluginAccountReorderApi.as_view(),
+         name="api-plugin-accounts-reorder"),
+    path("v1/plugins/<slug:slug>/accounts/<slug:key>/", accounts.PluginAccountDetailApi.as_view(),
+         name="api-plugin-account"),
+    path("v1/plugins/<slug:slug>/accounts/<slug:key>/test-connection/",
+         accounts.PluginAccountTestConnectionApi.as_view(), name="api-plugin-account-test-connection"),
     # commerce: catalog, stock, orders, tickets, customers
     path("v1/categories/", commerce.CategoryListApi.as_view(), name="api-categories"),
     path("v1/categories/<int:pk>/", commerce.CategoryDetailApi.as_view(), name="api-category"),

@@ -66,6 +66,7 @@ class ShopConsole(RateLimitedLoginMixin, UnfoldAdminSite):
         from django.urls import path
 
         from platform_core import console_views as views
+        from platform_core.account_console_views import account_console_urls
         from billing.urls import billing_console_urls
         from platform_core.inventory.views import inventory_console_urls
         from platform_core.payments.console_views import reconciliation_console_urls
@@ -85,7 +86,7 @@ class ShopConsole(RateLimitedLoginMixin, UnfoldAdminSite):
             path("api-token/", self.admin_view(views.api_token_view), name="api_token"),
             path("domains/<int:domain_id>/verify/", self.admin_view(views.domain_verify_view), name="domain_verify"),
         ] + (billing_console_urls(self.admin_view) + inventory_console_urls(self.admin_view)
-             + reconciliation_console_urls(self.admin_view))
+             + reconciliation_console_urls(self.admin_view) + account_console_urls(self.admin_view))
         return extra + super().get_urls()
 
 

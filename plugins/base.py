@@ -12,7 +12,7 @@ from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
 
 if TYPE_CHECKING:
-    from plugins.models import PluginConfig
+    from plugins.models import PluginAccount, PluginConfig
     from tenants.models import Shop
 
 
@@ -30,6 +30,8 @@ class Plugin:
     the dispatcher only calls them on plugins the current shop has enabled.
     """
 
+    #: templates get the class (its name, description …), never an instance they made up
+    do_not_call_in_templates = True
     slug: str = ""
     name: str = ""
     kind: str = PluginKind.MARKETING
@@ -43,9 +45,22 @@ class Plugin:
     #: plan feature the shop needs to enable this plugin (None: every plan)
     required_feature: str | None = None
 
-    def __init__(self, shop: Shop, config: PluginConfig | None = None):
+    def __init__(self, shop: Shop, config: PluginConfig | None = None, account: PluginAccount | None = None):
         self.shop = shop
         self.config = config
+        #: the merchant account this instance speaks for; None or ``main``: the config itself
+        self.account = account
+
+    @property
+    def account_key(self) -> str:
+        return self.account.key if self.account is not None else MAIN_ACCOUNT
+
+    def for_account(self, account: PluginAccount) -> Plugin:
+        """This plugin bound to ``account``: its settings and secrets, nobody else's."""
+        return type(self)(self.shop, self.config, account)
+
+    def _own_account(self) -> bool:
+        return self.account is not None and self.account.key != MAIN_ACCOUNT
 
     # --- availability --------------------------------------------------------
     @classmethod
@@ -60,20 +75,34 @@ class Plugin:
     # --- settings ------------------------------------------------------------
     @property
     def settings(self) -> dict[str, Any]:
+        if self._own_account():
+            return dict(self.account.settings)
         return dict(self.config.settings) if self.config else {}
 
     def secret(self, field: str) -> str | None:
         """The decrypted value of a secret settings field (None when unset)."""
         from platform_core import crypto
 
-        token = (self.config.secrets or {}).get(field) if self.config else None
+        if self._own_account():
+            token = (self.account.secrets or {}).get(field)
+            context = secret_context(self.slug, field, account=self.account.key)
+        else:
+            token = (self.config.secrets or {}).get(field) if self.config else None
+            context = secret_context(self.slug, field)
         if not token:
             return None
-        return crypto.decrypt_str(self.shop, token, context=secret_context(self.slug, field))
+        return crypto.decrypt_str(self.shop, token, context=context)
 
 
-def secret_context(slug: str, field: str) -> str:
-    return f"plugin:{slug}:{field}"
+#: the account a plugin configuration is by itself (see plugins.models.PluginAccount)
+MAIN_ACCOUNT = "main"
+
+
+def secret_context(slug: str, field: str, account: str = MAIN_ACCOUNT) -> str:
+    # bound to the account too, so one account's ciphertext cannot be pasted into another's
+    if account == MAIN_ACCOUNT:
+        return f"plugin:{slug}:{field}"
+    return f"plugin:{slug}:account:{account}:{field}"
 
 
 class PluginAppConfig(AppConfig):

@@ -121,6 +121,37 @@ class PaymentPlugin(Plugin):
     public_name: str = ""
     #: False for providers that cannot top up a wallet (the wallet itself)
     can_top_up_wallet: bool = True
+    #: False for providers with no merchant account to log in to (the wallet)
+    multiple_accounts: bool = True
+
+    def accounts_to_try(self) -> list[PaymentPlugin]:
+        """This provider bound to each enabled merchant account, in priority order."""
+        if not self.multiple_accounts or self.config is None or self.config.pk is None:
+            return [self]
+        from plugins.accounts import plugin_accounts
+
+        return [self.for_account(account) for account in plugin_accounts(config=self.config) if account.enabled]
+
+    def every_account(self) -> list[PaymentPlugin]:
+        """This provider bound to each of its accounts, disabled ones too (they may still
+        have payments to refund, poll or reconcile)."""
+        if not self.multiple_accounts or self.config is None or self.config.pk is None:
+            return [self]
+        from plugins.accounts import plugin_accounts
+
+        return [self.for_account(account) for account in plugin_accounts(config=self.config)]
+
+    def bound_to(self, key: str) -> PaymentPlugin | None:
+        """This provider bound to the account ``key`` (enabled or not: a disabled account
+        takes no new payments but finishes the ones it has), or None if there is none."""
+        from plugins.base import MAIN_ACCOUNT
+
+        if not self.multiple_accounts or self.config is None or self.config.pk is None:
+            return self if key == MAIN_ACCOUNT else None
+        from plugins.accounts import plugin_account
+
+        account = plugin_account(config=self.config, key=key)
+        return self.for_account(account) if account is not None else None
 
     @classmethod
     def takes_fees(cls) -> bool:

@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from platform_core import crypto
 from platform_core.audit.services import audit_record
-from plugins.base import secret_context
+from plugins.base import MAIN_ACCOUNT, secret_context
 from plugins.hooks import forget_enabled_cache
 from plugins.models import PluginConfig
 from plugins.registry import get_plugin_class
@@ -137,23 +137,32 @@ def plugin_disable(*, shop, slug: str, actor=None, request=None) -> PluginConfig
     return config
 
 
-def plugin_test_connection(*, shop, slug: str, actor=None, request=None) -> str:
+def plugin_test_connection(*, shop, slug: str, account: str = MAIN_ACCOUNT, actor=None, request=None) -> str:
     """Let a plugin call its service with the stored credentials (payment gateways:
-    ``test_connection()``). Returns its plain-words answer; a failure is a PluginError."""
+    ``test_connection()``) of one merchant account (the main one unless named).
+    Returns its plain-words answer; a failure is a PluginError."""
     from plugins.payment import PaymentError
 
     plugin_class = get_plugin_class(slug)
     if not getattr(plugin_class, "supports_test_connection", False):
         raise PluginError(f"{plugin_class.name} offers no connection test.")
     config = PluginConfig.objects.filter(slug=slug).first()
-    if config is None or not config.secrets:
+    plugin, stored = plugin_class(shop, config), (config.secrets if config else None)
+    if account != MAIN_ACCOUNT:
+        from plugins.accounts import plugin_account
+
+        row = plugin_account(config=config, key=account)
+        if row is None:
+            raise PluginError(f"There is no account {account!r}.")
+        plugin, stored = plugin.for_account(row), row.secrets
+    if config is None or not stored:
         raise PluginError(f"Save the settings of {plugin_class.name} first, then test the connection.")
     try:
-        message, ok = plugin_class(shop, config).test_connection(), True
+        message, ok = plugin.test_connection(), True
     except PaymentError as exc:
         message, ok = exc.message, False
-    audit_record(action="plugin.connection_tested", actor=actor, request=request, target=config,
-                 data={"slug": slug, "ok": ok})
+    data = {"slug": slug, "ok": ok} if account == MAIN_ACCOUNT else {"slug": slug, "account": account, "ok": ok}
+    audit_record(action="plugin.connection_tested", actor=actor, request=request, target=config, data=data)
     if not ok:
         raise PluginError(message)
     return message

@@ -129,7 +129,9 @@ class OrderLineInline(ReadOnlyInline):
 
 class PaymentInline(ReadOnlyInline):
     model = Payment
-    fields = ("provider", "amount_formatted", "fee_formatted", "status", "external_id", "refunds", "created_at",
+    # staff see which merchant account took a payment (buyers never do)
+    fields = ("provider", "account", "amount_formatted", "fee_formatted", "status", "external_id", "refunds",
+              "created_at",
               "succeeded_at")
     readonly_fields = fields
     verbose_name_plural = "Payments and refunds"

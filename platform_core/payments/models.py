@@ -16,6 +16,9 @@ class Payment(models.Model):
 
     order = models.ForeignKey("orders.Order", on_delete=models.PROTECT, related_name="payments")
     provider = models.CharField(max_length=40)
+    #: the provider's merchant account that took the payment (plugins.PluginAccount.key);
+    #: webhooks, refunds, polls and reconciliation use that account's credentials
+    account = models.CharField(max_length=40, default="main")
     amount = models.BigIntegerField()
     currency = models.CharField(max_length=3)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
@@ -31,7 +34,8 @@ class Payment(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["provider", "external_id"], name="payment_external_id_unique"),
+            # two merchant accounts of one gateway may hand out the same ids
+            models.UniqueConstraint(fields=["provider", "account", "external_id"], name="payment_external_id_unique"),
             # a buyer-paid fee is part of the amount and never all of it
             models.CheckConstraint(name="payment_fee_valid",
                                    condition=Q(fee__gte=0) & (Q(fee_paid_by_buyer=False)
@@ -98,6 +102,8 @@ class WebhookEvent(models.Model):
     """Inbox: every verified gateway event once, keyed by the gateway's own id."""
 
     provider = models.CharField(max_length=40)
+    #: the merchant account whose secret verified the event (event ids are per account)
+    account = models.CharField(max_length=40, default="main")
     event_id = models.CharField(max_length=120)
     kind = models.CharField(max_length=60)
     payment = models.ForeignKey(Payment, null=True, blank=True, on_delete=models.SET_NULL)
@@ -106,7 +112,7 @@ class WebhookEvent(models.Model):
     received_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["provider", "event_id"], name="webhook_event_once")]
+        constraints = [models.UniqueConstraint(fields=["provider", "account", "event_id"], name="webhook_event_once")]
 
 
 class ReconciliationRun(models.Model):

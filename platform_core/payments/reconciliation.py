@@ -25,6 +25,7 @@ from django.utils import timezone
 from platform_core.audit.services import audit_record
 from platform_core.payments.models import Payment, ReconciliationItem, ReconciliationRun, Refund
 from platform_core.payments.services import UnknownProvider, payment_providers, provider_for, record_event
+from plugins.base import MAIN_ACCOUNT
 from plugins.payment import GatewayEvent, PaymentError, SettlementLine
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,8 @@ def reconcile_day(*, provider_slug: str, day: date, actor=None, request=None) ->
         raise ReconciliationError(f"{provider.name} offers no settlement report to reconcile against.",
                                   field="provider")
     try:
-        lines = provider.settlement(day)
+        # each merchant account settles its own payments (a backup merchant's too)
+        reports = [(bound, bound.settlement(day)) for bound in provider.every_account()]
     except PaymentError as exc:
         run, _ = ReconciliationRun.objects.update_or_create(
             provider=provider_slug, day=day,
@@ -80,7 +82,10 @@ def reconcile_day(*, provider_slug: str, day: date, actor=None, request=None) ->
                       "finished_at": timezone.now()})
         logger.warning("reconciliation of %s on %s failed: %s", provider_slug, day, exc.message)
         return run
-    findings, matched = _compare(provider, day, lines)
+    findings, matched, lines = [], 0, []
+    for bound, account_lines in reports:
+        account_findings, account_matched = _compare(bound, day, account_lines)
+        findings, matched, lines = findings + account_findings, matched + account_matched, lines + account_lines
     with transaction.atomic():
         run, _ = ReconciliationRun.objects.select_for_update().get_or_create(
             provider=provider_slug, day=day, defaults={"status": ReconciliationRun.Status.MATCHED})
@@ -106,15 +111,17 @@ def reconcile_day(*, provider_slug: str, day: date, actor=None, request=None) ->
 
 
 def _compare(provider, day: date, lines: list[SettlementLine]) -> tuple[list[dict], int]:
+    """One merchant account's report against the payments that account took."""
     slug = provider.slug
+    mine = Payment.objects.filter(provider=slug, account=provider.account_key)
     findings: list[dict] = []
     matched = 0
     payment_lines = [line for line in lines if line.kind == "payment"]
     refund_lines = [line for line in lines if line.kind == "refund"]
-    ours = {p.external_id: p for p in Payment.objects.filter(
-        provider=slug, external_id__in=[line.external_id for line in payment_lines])}
-    by_reference = {str(p.pk): p for p in Payment.objects.filter(
-        provider=slug, pk__in=[int(line.reference) for line in payment_lines
+    ours = {p.external_id: p for p in mine.filter(
+        external_id__in=[line.external_id for line in payment_lines])}
+    by_reference = {str(p.pk): p for p in mine.filter(
+        pk__in=[int(line.reference) for line in payment_lines
                                if line.reference.isdigit() and line.external_id not in ours])}
     for line in payment_lines:
         payment = ours.get(line.external_id) or by_reference.get(line.reference)
@@ -136,7 +143,7 @@ def _compare(provider, day: date, lines: list[SettlementLine]) -> tuple[list[dic
             matched += 1
     settled_ids = {line.external_id for line in payment_lines}
     start, end = _day_bounds(day)
-    for payment in (Payment.objects.filter(provider=slug, status=Payment.Status.SUCCEEDED,
+    for payment in (mine.filter(status=Payment.Status.SUCCEEDED,
                                            succeeded_at__gte=start, succeeded_at__lt=end)
                     .exclude(external_id__in=settled_ids).select_related("order")):
         if _gateway_confirms(provider, payment):
@@ -146,10 +153,11 @@ def _compare(provider, day: date, lines: list[SettlementLine]) -> tuple[list[dic
                          "gateway_amount": None, "kameng_amount": payment.amount, "currency": payment.currency,
                          "detail": f"Order {payment.order.number} was marked paid, but the gateway does not "
                                    "confirm this payment."})
-    known_refunds = set(Refund.objects.filter(payment__provider=slug, external_id__in=[
-        line.external_id for line in refund_lines]).values_list("external_id", flat=True))
-    refunded_payments = {p.external_id: p for p in Payment.objects.filter(
-        provider=slug, external_id__in=[line.payment_external_id for line in refund_lines])}
+    known_refunds = set(Refund.objects.filter(
+        payment__provider=slug, payment__account=provider.account_key,
+        external_id__in=[line.external_id for line in refund_lines]).values_list("external_id", flat=True))
+    refunded_payments = {p.external_id: p for p in mine.filter(
+        external_id__in=[line.payment_external_id for line in refund_lines])}
     for line in refund_lines:
         if line.external_id in known_refunds:
             matched += 1
@@ -200,7 +208,10 @@ def reconciliation_fix(*, item_id: int, actor=None, request=None) -> Reconciliat
                                  external_id=item.payment_external_id, amount=item.gateway_amount or 0,
                                  currency=item.currency, refund_external_id=item.external_id,
                                  raw={"source": "reconciliation", "day": item.run.day.isoformat()})
-        result = record_event(provider=item.run.provider, event=event)
+        # the account that took the payment verifies its own events (a finding with no
+        # payment of ours is not fixable, see ReconciliationItem.fixable)
+        account = item.payment.account if item.payment is not None else MAIN_ACCOUNT
+        result = record_event(provider=item.run.provider, event=event, account=account)
         if result in ("unknown_payment", "amount_mismatch", "external_id_mismatch"):
             raise ReconciliationError(f"The gateway's record does not fit this shop's payment ({result}); "
                                       "dismiss it with a note instead.", status=409)

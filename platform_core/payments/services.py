@@ -11,7 +11,16 @@ from platform_core.orders.models import Order
 from platform_core.payments.models import Payment, PaymentMethodFee, Refund, WebhookEvent
 from platform_core.payments.selectors import fee_quote, payment_plugin_class
 from plugins.hooks import enabled_plugins
-from plugins.payment import GatewayEvent, PaymentAction, PaymentError, PaymentPlugin
+from plugins.base import MAIN_ACCOUNT
+from plugins.payment import (
+    GatewayEvent,
+    PaymentAction,
+    PaymentDeclined,
+    PaymentError,
+    PaymentMisconfigured,
+    PaymentPlugin,
+    PaymentRetryable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +59,45 @@ def provider_for(slug: str, order: Order | None = None) -> PaymentPlugin:
     raise UnknownProvider(f"The payment method {slug!r} is not available here.")
 
 
+def account_notify_url(notify_url: str, account: str) -> str:
+    """Where a merchant account's gateway sends its webhooks: the provider's hook URL
+    for the main account (as before accounts existed), ``<hook URL><account>/`` for the
+    others, so each webhook is verified with its own account's secret (decision 0029)."""
+    if account == MAIN_ACCOUNT or not notify_url.endswith("/"):
+        return notify_url
+    return f"{notify_url}{account}/"
+
+
+def _failure_kind(exc: PaymentError) -> str:
+    """How a start failed, in a word kept on the payment (never the message: staff words)."""
+    if isinstance(exc, PaymentMisconfigured):
+        return "misconfigured"
+    if isinstance(exc, PaymentDeclined):
+        return "declined"
+    return "retryable" if exc.retryable else "refused"
+
+
+def _fails_over(exc: PaymentError) -> bool:
+    # the gateway is down or refuses this account: the next account may take it. A
+    # decline is about the buyer's card or balance: another merchant would decline too.
+    if isinstance(exc, PaymentDeclined):
+        return False
+    return exc.retryable or isinstance(exc, PaymentMisconfigured)
+
+
 def payment_start(*, order: Order, provider_slug: str, return_url: str, notify_url: str) -> tuple[Payment, PaymentAction]:
     """Create a pending payment and ask the provider how the buyer pays. Instant
-    providers (wallet) complete it right here."""
+    providers (wallet) complete it right here.
+
+    A provider with several merchant accounts tries them in priority order and moves on
+    to the next one when a gateway is down or refuses an account's credentials; the
+    payment records the account that took it. When no account takes it, the payment is
+    marked failed (its ``data["attempts"]`` says which accounts were tried and why) and
+    the error is raised: the last one's, retryable if any gateway was only down."""
     provider = provider_for(provider_slug, order)
+    candidates = provider.accounts_to_try()
+    if not candidates:
+        raise PaymentMisconfigured(f"{provider.name} has no enabled merchant account; enable one in the shop console.")
     with transaction.atomic():
         locked = Order.objects.select_for_update().get(pk=order.pk)
         if locked.status != Order.Status.PENDING_PAYMENT:
@@ -62,57 +106,106 @@ def payment_start(*, order: Order, provider_slug: str, return_url: str, notify_u
             raise PaymentError("The reservation of this order ran out; place the order again.")
         # the fee is the shop's rule of this moment, never the buyer's say (decision 0025)
         quote = fee_quote(provider=provider, order_total=locked.total)
-        payment = Payment.objects.create(order=locked, provider=provider.slug, amount=quote.amount,
-                                         currency=locked.currency, fee=quote.fee,
+        payment = Payment.objects.create(order=locked, provider=provider.slug, account=candidates[0].account_key,
+                                         amount=quote.amount, currency=locked.currency, fee=quote.fee,
                                          fee_paid_by_buyer=quote.passed_to_buyer)
-    action = provider.start(order, payment, return_url=return_url, notify_url=notify_url)
+    attempts: list[dict] = []
+    for number, bound in enumerate(candidates, start=1):
+        if payment.account != bound.account_key:
+            payment.account = bound.account_key
+            payment.save(update_fields=["account"])
+        try:
+            action = bound.start(order, payment, return_url=return_url,
+                                 notify_url=account_notify_url(notify_url, bound.account_key))
+        except PaymentError as exc:
+            attempts.append({"account": bound.account_key, "error": _failure_kind(exc)})
+            if _fails_over(exc) and number < len(candidates):
+                logger.warning("payment %s: %s account %s failed (%s); trying the next account", payment.pk,
+                               provider.slug, bound.account_key, attempts[-1]["error"])
+                continue
+            _payment_start_failed(payment, attempts)
+            if len(attempts) > 1 and any(a["error"] == "retryable" for a in attempts) and not exc.retryable:
+                raise PaymentRetryable() from None  # some gateway was only down: trying later may work
+            raise
+        break
+    if attempts:
+        payment.data = {**payment.data, "attempts": attempts}
+        payment.save(update_fields=["data"])
     if action.external_id and not payment.external_id:
         payment.external_id = action.external_id
         payment.save(update_fields=["external_id"])
     if action.kind == "instant":
-        event = provider.execute(payment)
+        event = bound.execute(payment)
         if event is not None:
-            record_event(provider=provider.slug, event=event)
+            record_event(provider=provider.slug, event=event, account=bound.account_key)
     return payment, action
 
 
-def record_event(*, provider: str, event: GatewayEvent) -> str:
+def _payment_start_failed(payment: Payment, attempts: list[dict]) -> None:
+    # the buyer got an error and starts again with a new payment; this one took nothing
+    Payment.objects.filter(pk=payment.pk, status=Payment.Status.PENDING).update(
+        status=Payment.Status.FAILED, data={**payment.data, "attempts": attempts})
+
+
+def provider_account(provider: PaymentPlugin, account: str) -> PaymentPlugin:
+    """``provider`` bound to the merchant account that took a payment."""
+    bound = provider.bound_to(account)
+    if bound is None:
+        raise PaymentMisconfigured(f"The {provider.name} account {account!r} that took this payment was removed; "
+                                   f"add it again in the shop console to reach the gateway.")
+    return bound
+
+
+def record_event(*, provider: str, event: GatewayEvent, account: str = MAIN_ACCOUNT) -> str:
     """Apply one verified gateway event exactly once. In one transaction: the inbox
-    row, the payment, the order and its keys. Returns what happened, in a word."""
+    row, the payment, the order and its keys. Returns what happened, in a word.
+
+    ``account`` is the merchant account whose credentials verified the event: it may
+    only move payments that account took ("account_mismatch" otherwise, nothing
+    stored, so the genuine event still applies when it comes the right way)."""
     if event.kind == "ignored":
         return "ignored"
     try:
         with transaction.atomic():
-            WebhookEvent.objects.create(provider=provider, event_id=event.event_id, kind=event.kind,
-                                        payload=event.raw)
-            result, payment = _apply(provider, event)
-            WebhookEvent.objects.filter(provider=provider, event_id=event.event_id).update(result=result,
-                                                                                           payment=payment)
+            WebhookEvent.objects.create(provider=provider, account=account, event_id=event.event_id,
+                                        kind=event.kind, payload=event.raw)
+            result, payment = _apply(provider, account, event)
+            WebhookEvent.objects.filter(provider=provider, account=account, event_id=event.event_id).update(
+                result=result, payment=payment)
             return result
     except EventNotReady as exc:
         # rolled back, inbox row included, so the re-sent event is applied when it fits
         logger.info("gateway event %s/%s deferred: %s", provider, event.event_id, exc)
         return "deferred"
+    except AccountMismatch as exc:
+        logger.warning("gateway event %s/%s refused: %s", provider, event.event_id, exc)
+        return "account_mismatch"
     except IntegrityError:
-        if WebhookEvent.objects.filter(provider=provider, event_id=event.event_id).exists():
+        if WebhookEvent.objects.filter(provider=provider, account=account, event_id=event.event_id).exists():
             return "duplicate"  # a replay, or a parallel delivery that won
         raise
 
 
-def _payment_for(provider: str, event: GatewayEvent) -> Payment | None:
+class AccountMismatch(Exception):
+    """A genuine event of one merchant account names a payment another account took."""
+
+
+def _payment_for(provider: str, account: str, event: GatewayEvent) -> Payment | None:
     query = Payment.objects.select_for_update().select_related("order")
+    payment = None
     if event.payment_reference.isdigit():
         payment = query.filter(pk=int(event.payment_reference), provider=provider).first()
-        if payment is not None:
-            return payment
-    if event.external_id:
-        return query.filter(provider=provider, external_id=event.external_id).first()
-    return None
+    if payment is None and event.external_id:
+        payment = query.filter(provider=provider, account=account, external_id=event.external_id).first()
+    if payment is not None and payment.account != account:
+        raise AccountMismatch(f"payment {payment.pk} was taken by account {payment.account!r}, "
+                              f"the event was verified for {account!r}")
+    return payment
 
 
-def _apply(provider: str, event: GatewayEvent) -> tuple[str, Payment | None]:
+def _apply(provider: str, account: str, event: GatewayEvent) -> tuple[str, Payment | None]:
     """What the event did, in a word, and the payment it names."""
-    payment = _payment_for(provider, event)
+    payment = _payment_for(provider, account, event)
     return _apply_to(payment, provider, event), payment
 
 
@@ -193,6 +286,7 @@ def payment_refund(*, payment: Payment, amount: int, reason: str, actor: str) ->
     from plugins.models import PluginConfig
 
     provider = provider_class(connection.tenant, PluginConfig.objects.filter(slug=payment.provider).first())
+    provider = provider_account(provider, payment.account)  # the account that took the money gives it back
     refund = Refund.objects.create(payment=payment, amount=amount, reason=reason, created_by=actor)
     outcome = provider.refund(payment, amount)
     if not outcome.succeeded and not outcome.pending:
@@ -249,14 +343,14 @@ def _poll_payment(payment: Payment) -> str | None:
     """Ask the gateway about one pending payment and record what it says (a lost or slow
     webhook); the event id is stable so a poll and a webhook never count twice."""
     try:
-        provider = provider_for(payment.provider)
+        provider = provider_account(provider_for(payment.provider), payment.account)
         status = provider.fetch_status(payment)
     except (UnknownProvider, PaymentError, OperationalError) as exc:
         logger.warning("could not poll payment %s: %s", payment.pk, exc)
         return None
     if status.status not in ("succeeded", "failed"):
         return None
-    return record_event(provider=payment.provider, event=GatewayEvent(
+    return record_event(provider=payment.provider, account=payment.account, event=GatewayEvent(
         event_id=f"poll:{payment.pk}:{status.status}", kind=f"payment.{status.status}",
         payment_reference=str(payment.pk), external_id=status.external_id, amount=status.amount,
         currency=status.currency, raw={"source": "poll"}))

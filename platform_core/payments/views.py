@@ -1,4 +1,6 @@
-"""Gateway webhooks: ``POST /hooks/payments/<slug>/`` on the shop's host.
+"""Gateway webhooks: ``POST /hooks/payments/<slug>/`` on the shop's host for the main
+merchant account, ``/hooks/payments/<slug>/<account>/`` for each other account (the
+account's own credentials verify it; decision 0029).
 
 Thin on purpose: the provider verifies and translates, ``record_event`` applies each
 event exactly once. A lock wait that runs out answers 503 and an event that came before
@@ -14,6 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from platform_core.payments.services import payment_providers, record_event
+from plugins.base import MAIN_ACCOUNT
 from plugins.payment import WebhookRejected
 
 logger = logging.getLogger(__name__)
@@ -28,10 +31,14 @@ def _text(message: str, status: int) -> HttpResponse:
 
 @csrf_exempt  # gateways cannot send a CSRF token; the provider verifies the signature instead
 @require_http_methods(["GET", "POST"])
-def payment_webhook(request, slug: str):
+def payment_webhook(request, slug: str, account: str = MAIN_ACCOUNT):
     shop = getattr(connection, "tenant", None)
     provider = next((p for p in payment_providers() if p.slug == slug), None)
     if provider is None:  # unknown, or not enabled in this shop
+        return _text("No such payment method here.", 404)
+    # a disabled account takes no new payments but still hears about the ones it took
+    provider = provider.bound_to(account)
+    if provider is None:
         return _text("No such payment method here.", 404)
     # POST only, unless the gateway notifies by GET (EPay); either way the provider verifies
     if request.method not in getattr(provider, "webhook_methods", ("POST",)):
@@ -46,11 +53,15 @@ def payment_webhook(request, slug: str):
         with transaction.atomic():
             with connection.cursor() as cursor:  # for this transaction only
                 cursor.execute("SELECT set_config('lock_timeout', %s, true)", [LOCK_TIMEOUT])
-            results = [record_event(provider=slug, event=event) for event in events]
+            results = [record_event(provider=slug, event=event, account=account) for event in events]
     except OperationalError as exc:
         logger.warning("payment webhook deferred: shop=%s provider=%s: %s", getattr(shop, "schema_name", "?"),
                        slug, type(exc).__name__)
         return _text("Busy; send this event again later.", 503)
+    if "account_mismatch" in results:  # signed by one account, naming another's payment
+        logger.warning("payment webhook refused: shop=%s provider=%s account=%s: event names another account's "
+                       "payment", getattr(shop, "schema_name", "?"), slug, account)
+        return _text("This event does not belong to this merchant account.", 400)
     if "deferred" in results:  # an event that came before the one it depends on: send it again later
         return _text("This event came before the one it depends on; send it again later.", 409)
     return provider.webhook_response(results)

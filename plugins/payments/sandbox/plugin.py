@@ -19,6 +19,7 @@ from plugins.payment import (
     GatewayEvent,
     PaymentAction,
     PaymentError,
+    PaymentMisconfigured,
     PaymentPlugin,
     RefundOutcome,
     SettlementLine,
@@ -174,7 +175,7 @@ class SandboxPaymentPlugin(PaymentPlugin):
     def _api_key(self) -> str:
         key = self.secret("api_key")
         if not key:
-            raise PaymentError("The sandbox gateway is not set up: enter its API key in the shop console.")
+            raise PaymentMisconfigured("The sandbox gateway is not set up: enter its API key in the shop console.")
         return key
 
     def _call(self, method: str, path: str, *, data: dict | None = None, idempotency_key: str = "") -> dict:
@@ -196,7 +197,7 @@ class SandboxPaymentPlugin(PaymentPlugin):
         except ValueError:
             body = None
         if response.status_code == 401:
-            raise PaymentError("The sandbox gateway refused the shop's API key; check the sandbox settings.")
+            raise PaymentMisconfigured("The sandbox gateway refused the shop's API key; check the sandbox settings.")
         if response.status_code >= 500 or not isinstance(body, dict):
             raise PaymentError("The sandbox gateway had a problem. Try again in a moment.", retryable=True)
         if response.status_code >= 400:

@@ -21,6 +21,7 @@ class WalletPaymentPlugin(PaymentPlugin):
     version = "1.0"
     description = "Signed-in customers pay instantly from their wallet; refunds go back to the wallet."
     can_top_up_wallet = False
+    multiple_accounts = False
 
     def is_allowed(self, order) -> bool:
         from platform_core.orders.models import Order
