@@ -398,8 +398,8 @@ class WeChatPayPaymentPlugin(GatewayPaymentPlugin):
 
         from plugins.payments.wechatpay import bills
 
-        response = self._call("GET", f"/v3/bill/tradebill?{urlencode({'bill_date': day.isoformat(), 'bill_type': 'ALL'})}",
-                              idempotent=True)
+        query = urlencode({"bill_date": day.isoformat(), "bill_type": "ALL"})
+        response = self._call("GET", f"/v3/bill/tradebill?{query}", idempotent=True)
         if not response.ok:
             body = response.json() if isinstance(response.json(), dict) else {}
             if body.get("code") in ("NO_STATEMENT_EXIST", "STATEMENT_CREATING"):

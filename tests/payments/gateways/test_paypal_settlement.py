@@ -17,7 +17,7 @@ from platform_core.payments.reconciliation import reconcile_day, reconciliation_
 from platform_core.payments.services import provider_for
 from plugins.payment import PaymentError
 from tests.payments.conftest import make_stock, place_order
-from tests.payments.gateways.test_paypal import deliver, paid, start
+from tests.payments.gateways.test_paypal import paid, start
 
 Kind = ReconciliationItem.Kind
 
