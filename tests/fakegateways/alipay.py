@@ -11,9 +11,12 @@ Buyer actions: ``pay(out_trade_no)`` (sync notification, returns the shop's answ
 """
 from __future__ import annotations
 
+import io
 import json
 import secrets
 import threading
+import time
+import zipfile
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -50,6 +53,13 @@ def beijing_now(offset: timedelta = timedelta()) -> str:
     return (datetime.now(BEIJING) + offset).strftime("%Y-%m-%d %H:%M:%S")
 
 
+class _GbkZipInfo(zipfile.ZipInfo):
+    """A zip member named in GBK without the UTF-8 flag, as Alipay's bill zips are."""
+
+    def _encodeFilenameFlags(self):  # noqa: N802 - zipfile's own hook
+        return self.filename.encode("gbk"), self.flag_bits & ~0x800
+
+
 class FakeAlipay(FakeGateway):
     name = "alipay"
 
@@ -63,6 +73,12 @@ class FakeAlipay(FakeGateway):
         self.deliveries: list[dict] = []  # every notification sent: url, params, status, text
         self.hosts: dict[str, str] = {}  # host -> base URL (how notify URLs of test shops resolve)
         self._background: list[threading.Thread] = []
+        # trade bills (对账单): one-time download links; days without a bill yet; a test spoils
+        # a bill's detail text with ``bill_mangler(text) -> text`` or the zip with ``zip_mangler``
+        self.bill_links: dict[str, tuple[float, bytes]] = {}
+        self.unpublished_dates: set[str] = set()
+        self.bill_mangler = None
+        self.zip_mangler = None
 
     # --- set-up ------------------------------------------------------------------------------
     def register_app(self, app_id: str, app_public_key: rsa.RSAPublicKey) -> None:
@@ -182,6 +198,7 @@ class FakeAlipay(FakeGateway):
         handler = {
             "alipay.trade.precreate": self._precreate, "alipay.trade.query": self._query,
             "alipay.trade.refund": self._refund, "alipay.trade.fastpay.refund.query": self._refund_query,
+            "alipay.data.dataservice.bill.downloadurl.query": self._bill_url,
         }.get(method)
         if handler is None:
             body = json.dumps({"error_response": {"code": "40004", "msg": "Business Failed",
@@ -233,7 +250,7 @@ class FakeAlipay(FakeGateway):
                 "fund_change": fund_change, "refund_fee": yuan_of(trade["refunded"]),
                 "buyer_logon_id": "buy***@example.com"}
 
-    def _record_refund(self, trade: dict, request_no: str, amount: int) -> None:
+    def _record_refund(self, trade: dict, request_no: str, amount: int, *, notify: bool = True) -> None:
         self.refunds[(trade["out_trade_no"], request_no)] = {"amount": amount, "at": beijing_now()}
         trade["refunded"] += amount
         if trade["refunded"] == trade["total"]:
@@ -241,7 +258,8 @@ class FakeAlipay(FakeGateway):
         # Alipay tells the notify_url about the refund afterwards
         params = self.notification_params(trade["out_trade_no"], out_biz_no=request_no,
                                           refund_fee=yuan_of(trade["refunded"]), gmt_refund=beijing_now())
-        self._later(trade["notify_url"], params)
+        if notify:
+            self._later(trade["notify_url"], params)
 
     def _refund_query(self, params, biz) -> dict:
         trade = self._trade_for(params, biz)
@@ -251,6 +269,93 @@ class FakeAlipay(FakeGateway):
         return {"code": "10000", "msg": "Success", "out_trade_no": trade["out_trade_no"],
                 "out_request_no": biz["out_request_no"], "total_amount": trade["total_amount"],
                 "refund_amount": yuan_of(done["amount"]), "refund_status": "REFUND_SUCCESS"}
+
+    # --- trade bills (对账单) -------------------------------------------------------------------
+    BILL_HEADER = ("支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,门店编号,门店名称,操作员,终端号,对方账户,"
+                   "订单金额（元）,商家实收（元）,支付宝红包（元）,集分宝（元）,支付宝优惠（元）,商家优惠（元）,券核销金额（元）,"
+                   "券名称,商家红包消费金额（元）,卡消费金额（元）,退款批次号/请求号,服务费（元）,分润（元）,备注")
+
+    def _bill_url(self, params, biz) -> dict:
+        bill_date = biz.get("bill_date", "")
+        try:
+            day = datetime.strptime(bill_date, "%Y-%m-%d").date()
+        except ValueError:
+            day = None
+        if biz.get("bill_type") not in ("trade", "signcustomer") or day is None:
+            return {"code": "40004", "msg": "Business Failed", "sub_code": "isp.invalid_arguments",
+                    "sub_msg": "参数不合法"}
+        # the fake publishes at once (tests reconcile today); a test holds a day back
+        if bill_date in self.unpublished_dates or day > datetime.now(BEIJING).date():
+            return {"code": "40004", "msg": "Business Failed", "sub_code": "isp.bill_not_exist",
+                    "sub_msg": "账单不存在"}
+        token = secrets.token_hex(16)
+        self.bill_links[token] = (time.time() + 30, self.bill_zip(params["app_id"], bill_date))
+        return {"code": "10000", "msg": "Success",
+                "bill_download_url": f"{self.base_url}/downloadBillFile.resource?bizType=trade&fileId={token}"}
+
+    def bill_detail(self, app_id: str, bill_date: str) -> str:
+        """The detail CSV (业务明细) of the day: trades paid and refunds made that China day."""
+        rows = []
+        for trade in self.trades.values():
+            if trade["app_id"] != app_id:
+                continue
+            cells = [f"{trade['trade_no']}\t", f"{trade['out_trade_no']}\t"]
+            if (trade.get("paid_at") or "").startswith(bill_date):
+                rows.append(",".join(cells + ["交易", trade["subject"], trade["paid_at"], trade["paid_at"], "", "", "",
+                                              "", "buy***@example.com", trade["total_amount"], trade["total_amount"],
+                                              "0.00", "0.00", "0.00", "0.00", "0.00", "", "0.00", "0.00", "",
+                                              "-0.12", "0.00", ""]))
+            for (out_trade_no, request_no), refund in self.refunds.items():
+                if out_trade_no == trade["out_trade_no"] and refund["at"].startswith(bill_date):
+                    amount = "-" + yuan_of(refund["amount"])
+                    rows.append(",".join(cells + ["退款", trade["subject"], trade["paid_at"], refund["at"], "", "", "",
+                                                  "", "buy***@example.com", amount, amount, "0.00", "0.00", "0.00",
+                                                  "0.00", "0.00", "", "0.00", "0.00", f"{request_no}\t", "0.00",
+                                                  "0.00", ""]))
+        trades = sum(1 for row in rows if ",交易," in row)
+        chinese_day = bill_date.replace("-", "年", 1).replace("-", "月", 1) + "日"
+        text = "\n".join([
+            "#支付宝业务明细查询", f"#账号：[{self.seller_id}0156]",
+            f"#起始日期：[{chinese_day} 00:00:00]   终止日期：[{chinese_day} 23:59:59]",
+            "#-----------------------------------------业务明细列表----------------------------------------",
+            self.BILL_HEADER, *rows,
+            "#-----------------------------------------业务明细列表结束------------------------------------",
+            f"#交易合计：{trades}笔，退款合计：{len(rows) - trades}笔", f"#导出时间：[{beijing_now()}]", ""])
+        return self.bill_mangler(text) if self.bill_mangler else text
+
+    def backdate(self, days: int = 1) -> None:
+        """Move every payment and refund so far ``days`` earlier (China time), so a test
+        reconciles a finished day whatever the hour."""
+        def earlier(text: str) -> str:
+            moment = datetime.strptime(text, "%Y-%m-%d %H:%M:%S") - timedelta(days=days)
+            return moment.strftime("%Y-%m-%d %H:%M:%S")
+        with self.lock:
+            for trade in self.trades.values():
+                if trade.get("paid_at"):
+                    trade["paid_at"] = earlier(trade["paid_at"])
+            for refund in self.refunds.values():
+                refund["at"] = earlier(refund["at"])
+
+    def bill_zip(self, app_id: str, bill_date: str) -> bytes:
+        stem = f"{self.seller_id}0156_{bill_date.replace('-', '')}"
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
+            for name, text in ((f"{stem}_业务明细.csv", self.bill_detail(app_id, bill_date)),
+                               (f"{stem}_业务明细(汇总).csv", "#支付宝业务明细汇总\n门店编号,门店名称,交易订单总笔数\n")):
+                info = _GbkZipInfo(name, date_time=(2026, 1, 1, 9, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                bundle.writestr(info, text.encode("gbk"))
+        data = buffer.getvalue()
+        return self.zip_mangler(data) if self.zip_mangler else data
+
+    @route("GET", r"/downloadBillFile\.resource")
+    def download_bill(self, request):
+        token = request.query.get("fileId", [""])[0]
+        expires, data = self.bill_links.pop(token, (0.0, b""))  # one download per link
+        if time.time() > expires:
+            return Reply(404, "<h1>文件不存在或已过期</h1>", {"Content-Type": "text/html; charset=utf-8"})
+        return Reply(200, data, {"Content-Type": "application/oct-stream",
+                                 "Content-Disposition": "attachment; filename=bill.csv.zip"})
 
     # --- notifications ---------------------------------------------------------------------------
     def notification_params(self, out_trade_no: str, **overrides) -> dict[str, str]:
@@ -320,7 +425,7 @@ class FakeAlipay(FakeGateway):
         with self.lock:
             trade = self.trades[out_trade_no]
             assert trade["status"] == "WAIT_BUYER_PAY", trade["status"]
-            trade["status"] = "TRADE_SUCCESS"
+            trade["status"], trade["paid_at"] = "TRADE_SUCCESS", beijing_now()
             params = self.notification_params(out_trade_no)
         return self.deliver(trade["notify_url"], params) if notify else None
 
@@ -328,9 +433,10 @@ class FakeAlipay(FakeGateway):
         """The buyer's Alipay app reads a QR code: the out_trade_no it belongs to."""
         return next(no for no, trade in self.trades.items() if trade["qr_code"] == qr_code)
 
-    def refund_outside(self, out_trade_no: str, amount: int) -> str:
-        """A refund made in the Alipay merchant console, not through Kameng."""
+    def refund_outside(self, out_trade_no: str, amount: int, *, notify: bool = True) -> str:
+        """A refund made in the Alipay merchant console, not through Kameng
+        (``notify=False``: its notification is lost on the way)."""
         with self.lock:
             request_no = "HZ" + secrets.token_hex(8)
-            self._record_refund(self.trades[out_trade_no], request_no, amount)
+            self._record_refund(self.trades[out_trade_no], request_no, amount, notify=notify)
         return request_no

@@ -20,7 +20,7 @@ import json
 import secrets as random
 import time
 import zlib
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from urllib.parse import parse_qs
 
@@ -66,6 +66,13 @@ class FakePayPal(FakeGateway):
         self.replies: dict[str, tuple[str, Reply]] = {}  # PayPal-Request-Id -> (path, first answer)
         self.private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.decline_captures = False  # True: the buyer's funding source refuses every capture
+        # Transaction Search: refund -> the capture it refunds; how far the data reach (None:
+        # now); a test lowers page_cap to see pages or spoils pages with report_mangler(page)
+        self.refund_capture: dict[str, str] = {}
+        self.refreshed_until: datetime | None = None
+        self.page_cap = 500
+        self.report_mangler = None
+        self.search_allowed = True
 
     # --- checks ------------------------------------------------------------------------
     def _bearer(self, request: RecordedRequest) -> Reply | None:
@@ -238,8 +245,67 @@ class FakePayPal(FakeGateway):
                              "method": "GET"}]}
         if custom_id and body.get("custom_id"):
             refund["custom_id"] = body["custom_id"]
+        refund["create_time"] = datetime.now(timezone.utc).isoformat()
         self.refunds[refund["id"]] = refund
+        self.refund_capture[refund["id"]] = capture_id
         return Reply(201, refund)
+
+    # --- Transaction Search ----------------------------------------------------------------
+    @route("GET", r"/v1/reporting/transactions")
+    def search_transactions(self, request):
+        refusal = self._bearer(request)
+        if refusal:
+            return refusal
+        if not self.search_allowed:
+            return _error(403, "NOT_AUTHORIZED", description="Authorization failed due to insufficient permissions.")
+        query = {name: values[-1] for name, values in request.query.items()}
+        try:
+            start = datetime.fromisoformat(query["start_date"].replace("Z", "+00:00"))
+            end = datetime.fromisoformat(query["end_date"].replace("Z", "+00:00"))
+            page, size = int(query.get("page", "1")), int(query.get("page_size", "100"))
+        except (KeyError, ValueError):
+            return _error(400, "INVALID_REQUEST", "INVALID_REQUEST", "start_date and end_date are required (RFC3339)")
+        if start.tzinfo is None or end <= start or end - start > timedelta(days=31) or not 1 <= size <= 500 \
+                or page < 1:
+            return _error(400, "INVALID_REQUEST", "INVALID_REQUEST", "Date range, page or page_size is invalid")
+
+        def info(txn_id, code, amount, when, custom_id, reference=None):
+            item = {"transaction_id": txn_id, "transaction_event_code": code, "transaction_status": "S",
+                    "transaction_initiation_date": when, "transaction_updated_date": when,
+                    "transaction_amount": amount, "protection_eligibility": "01"}
+            if custom_id:
+                item["custom_field"] = custom_id
+            if reference:
+                item.update(paypal_reference_id=reference, paypal_reference_id_type="TXN")
+            return {"transaction_info": item, "payer_info": {"account_id": "FAKEPAYER01"}}
+
+        rows = []
+        for capture in self.captures.values():
+            rows.append((capture["create_time"], info(capture["id"], "T0006", dict(capture["amount"]),
+                                                      capture["create_time"], capture.get("custom_id"))))
+        for refund_id, refund in self.refunds.items():
+            amount = {**refund["amount"], "value": "-" + refund["amount"]["value"]}
+            rows.append((refund["create_time"], info(refund_id, "T1107", amount, refund["create_time"],
+                                                     refund.get("custom_id"), self.refund_capture[refund_id])))
+        inside = [row for when, row in sorted(rows, key=lambda r: r[0]) if start <= datetime.fromisoformat(when) < end]
+        size = min(size, self.page_cap)
+        pages = (len(inside) + size - 1) // size
+        refreshed = self.refreshed_until or datetime.now(timezone.utc)
+        body = {"transaction_details": inside[(page - 1) * size: page * size], "account_number": "FAKEMERCHANT1",
+                "start_date": query["start_date"], "end_date": query["end_date"],
+                "last_refreshed_datetime": refreshed.strftime("%Y-%m-%dT%H:%M:%S+0000"), "page": page,
+                "total_items": len(inside), "total_pages": pages, "links": []}
+        return self.report_mangler(body) if self.report_mangler else body
+
+    def backdate(self, days: int = 1) -> None:
+        """Move every capture and refund so far ``days`` earlier."""
+        def earlier(text: str) -> str:
+            return (datetime.fromisoformat(text) - timedelta(days=days)).isoformat()
+        with self.lock:
+            for capture in self.captures.values():
+                capture["create_time"] = earlier(capture["create_time"])
+            for refund in self.refunds.values():
+                refund["create_time"] = earlier(refund["create_time"])
 
     # --- webhook verification ------------------------------------------------------------
     @route("POST", r"/v1/notifications/verify-webhook-signature")

@@ -64,6 +64,10 @@ class FakeStripe(FakeGateway):
         self.idempotency: dict[str, tuple[bytes, str, Reply]] = {}
         self.embed_refunds = True  # False: charges come without their refund list (newer API versions)
         self.charge_metadata = True  # False: charges without the PaymentIntent's metadata
+        # the balance: one transaction per charge and per refund, newest listed first
+        self.balance_transactions: list[dict] = []
+        self.page_cap = 100  # Stripe's largest page; a test lowers it to see pagination
+        self.report_mangler = None  # a test spoils list pages with it: fn(page) -> page
 
     # --- request checks -----------------------------------------------------------------
     def _authorised(self, request: RecordedRequest) -> Reply | None:
@@ -181,6 +185,7 @@ class FakeStripe(FakeGateway):
                   "charge": charge["id"], "payment_intent": charge["payment_intent"], "status": "succeeded",
                   "metadata": metadata or {}}
         self.refunds[refund["id"]] = refund
+        self._balance_transaction("refund", refund["id"], -amount, charge["currency"])
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] == charge["amount"]
         return refund
@@ -193,6 +198,72 @@ class FakeStripe(FakeGateway):
         intent = request.query.get("payment_intent", [""])[0]
         return {"object": "list", "has_more": False,
                 "data": [r for r in self.refunds.values() if intent and r["payment_intent"] == intent]}
+
+    # --- balance transactions (reconciliation) ----------------------------------------
+    def _balance_transaction(self, kind: str, source: str, amount: int, currency: str) -> dict:
+        txn = {"id": _id("txn"), "object": "balance_transaction", "type": kind, "source": source,
+               "amount": amount, "currency": currency, "fee": 0, "net": amount, "status": "pending",
+               "created": int(time.time()), "reporting_category": kind}
+        self.balance_transactions.append(txn)
+        return txn
+
+    def backdate(self, source_id: str, created: int) -> None:
+        """Move the balance transaction of a charge or refund to another time."""
+        with self.lock:
+            for txn in self.balance_transactions:
+                if txn["source"] == source_id:
+                    txn["created"] = created
+
+    def _expanded_source(self, source_id: str, expand: set[str]) -> str | dict:
+        if "data.source" not in expand and "data.source.payment_intent" not in expand:
+            return source_id
+        obj = dict(self.charges.get(source_id) or self.refunds[source_id])
+        if not self.charge_metadata and obj["object"] == "charge":
+            obj["metadata"] = {}
+        if "data.source.payment_intent" in expand and obj.get("payment_intent"):
+            obj["payment_intent"] = dict(self.intents[obj["payment_intent"]])
+        return json.loads(json.dumps(obj))
+
+    @route("GET", r"/v1/balance_transactions")
+    def list_balance_transactions(self, request):
+        refusal = self._authorised(request)
+        if refusal:
+            return refusal
+        query = request.query
+        allowed = {"created[gte]", "created[lt]", "created[gt]", "created[lte]", "limit", "starting_after",
+                   "expand[]", "type"}
+        unknown = set(query) - allowed
+        if unknown:
+            return _error(400, f"Received unknown parameter: {sorted(unknown)[0]}")
+        try:
+            bounds = {name: int(query[name][0]) for name in ("created[gte]", "created[lt]", "created[gt]",
+                                                              "created[lte]") if name in query}
+            limit = int(query.get("limit", ["10"])[0])
+        except ValueError:
+            return _error(400, "Invalid integer")
+        if not 1 <= limit <= 100:
+            return _error(400, "limit must be between 1 and 100")
+        expand = set(query.get("expand[]", []))
+        if expand - {"data.source", "data.source.payment_intent"}:
+            return _error(400, f"This property cannot be expanded ({sorted(expand)[0]}).")
+        kind = query.get("type", [""])[0]
+        rows = [t for t in reversed(self.balance_transactions)
+                if (not kind or t["type"] == kind)
+                and ("created[gte]" not in bounds or t["created"] >= bounds["created[gte]"])
+                and ("created[gt]" not in bounds or t["created"] > bounds["created[gt]"])
+                and ("created[lt]" not in bounds or t["created"] < bounds["created[lt]"])
+                and ("created[lte]" not in bounds or t["created"] <= bounds["created[lte]"])]
+        rows.sort(key=lambda t: -t["created"])  # newest first, ties in reverse order of creation
+        after = query.get("starting_after", [""])[0]
+        if after:
+            ids = [t["id"] for t in rows]
+            if after not in ids:
+                return _error(400, f"No such balance_transaction: '{after}'", code="resource_missing")
+            rows = rows[ids.index(after) + 1:]
+        page = rows[:min(limit, self.page_cap)]
+        body = {"object": "list", "url": "/v1/balance_transactions", "has_more": len(rows) > len(page),
+                "data": [{**t, "source": self._expanded_source(t["source"], expand)} for t in page]}
+        return self.report_mangler(body) if self.report_mangler else body
 
     @route("GET", r"/v1/balance")
     def balance(self, request):
@@ -228,6 +299,7 @@ class FakeStripe(FakeGateway):
                                        "payment_intent": intent_id, "paid": True, "status": "succeeded",
                                        "metadata": metadata}
             session.update(status="complete", payment_status="paid", payment_intent=intent_id)
+            self._balance_transaction("charge", charge_id, session["amount_total"], session["currency"])
             kind = "checkout.session.async_payment_succeeded" if asynchronous else "checkout.session.completed"
             return [self.event(kind, self._public(session)),
                     self.event("payment_intent.succeeded", self.intents[intent_id])]
@@ -250,6 +322,20 @@ class FakeStripe(FakeGateway):
             charge = self.charge_of(session_id)
             self._refund(charge, amount)
             return self.charge_refunded_event(session_id)
+
+    def charge_elsewhere(self, amount: int, currency: str = "cny") -> dict:
+        """Another integration on the same Stripe account takes a payment (no Checkout
+        Session, no Kameng metadata): it is in the balance but not Kameng's."""
+        with self.lock:
+            intent_id, charge_id = _id("pi"), _id("ch")
+            self.intents[intent_id] = {"id": intent_id, "object": "payment_intent", "status": "succeeded",
+                                       "amount": amount, "amount_received": amount, "currency": currency,
+                                       "metadata": {}, "latest_charge": charge_id, "livemode": False}
+            self.charges[charge_id] = {"id": charge_id, "object": "charge", "amount": amount, "amount_refunded": 0,
+                                       "refunded": False, "currency": currency, "payment_intent": intent_id,
+                                       "paid": True, "status": "succeeded", "metadata": {}}
+            self._balance_transaction("charge", charge_id, amount, currency)
+            return self.charges[charge_id]
 
     def charge_of(self, session_id: str) -> dict:
         return self.charges[self.intents[self.sessions[session_id]["payment_intent"]]["latest_charge"]]

@@ -12,6 +12,7 @@ Buyer actions: ``pay(out_trade_no)`` (sync TRANSACTION.SUCCESS, returns the shop
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import threading
@@ -76,6 +77,13 @@ class FakeWeChatPay(FakeGateway):
         self.deliveries: list[dict] = []
         self.hosts: dict[str, str] = {}
         self._threads: list[threading.Thread] = []
+        # trade bills (交易账单): download tokens; days without a bill yet; a test spoils a bill
+        # with ``bill_mangler(text) -> text`` (after the hash: a corrupted download) or
+        # ``hash_mangler(text) -> text`` (before it: a file WeChat itself got wrong)
+        self.bill_tokens: dict[str, bytes] = {}
+        self.unpublished_dates: set[str] = set()
+        self.bill_mangler = None
+        self.hash_mangler = None
 
     @property
     def platform_serial(self) -> str:
@@ -245,7 +253,8 @@ class FakeWeChatPay(FakeGateway):
             return self._reply(*error(403, "NOT_ENOUGH", "退款金额超过可退金额"))
         record = self.refunds[out_refund_no] = {
             "request": body, "order": order, "refund_id": "50000" + secrets.token_hex(8), "status": "PROCESSING",
-            "out_refund_no": out_refund_no, "amount": refund, "notify_url": body.get("notify_url", "")}
+            "out_refund_no": out_refund_no, "amount": refund, "notify_url": body.get("notify_url", ""),
+            "at": datetime.now(BEIJING).strftime("%Y-%m-%d %H:%M:%S")}
         order["refunded"] += refund
         order["state"] = "REFUND"
         answer = self._refund_answer(record)
@@ -269,6 +278,103 @@ class FakeWeChatPay(FakeGateway):
                 "amount": {"total": record["order"]["total"], "refund": record["amount"],
                            "payer_total": record["order"]["total"], "payer_refund": record["amount"]},
                 "user_received_account": "支付用户零钱"}
+
+    # --- trade bills (交易账单) -----------------------------------------------------------------
+    BILL_HEADER = ("交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,"
+                   "货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,"
+                   "商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注")
+
+    @route("GET", r"/v3/bill/tradebill")
+    def trade_bill(self, request):
+        merchant, problem = self._authenticate(request)
+        if problem:
+            return self._reply(*problem)
+        bill_date, bill_type = request.query.get("bill_date", [""])[0], request.query.get("bill_type", ["ALL"])[0]
+        try:
+            day = datetime.strptime(bill_date, "%Y-%m-%d").date()
+        except ValueError:
+            return self._reply(*error(400, "PARAM_ERROR", "bill_date 格式不正确"))
+        if bill_type not in ("ALL", "SUCCESS", "REFUND"):
+            return self._reply(*error(400, "PARAM_ERROR", "bill_type 无效"))
+        if bill_date in self.unpublished_dates or day >= datetime.now(BEIJING).date() + timedelta(days=1):
+            return self._reply(*error(400, "NO_STATEMENT_EXIST", "账单文件不存在"))
+        text = self.bill_text(merchant["mchid"], bill_date)
+        if self.hash_mangler:
+            text = self.hash_mangler(text)
+        content = text.encode("utf-8")
+        token = secrets.token_urlsafe(24)
+        served = self.bill_mangler(text).encode("utf-8") if self.bill_mangler else content
+        self.bill_tokens[token] = served
+        return self._reply(200, {"hash_type": "SHA1", "hash_value": hashlib.sha1(content).hexdigest(),
+                                 "download_url": f"{self.base_url}/v3/billdownload/file?token={token}"})
+
+    @route("GET", r"/v3/billdownload/file")
+    def download_bill(self, request):
+        merchant, problem = self._authenticate(request)  # signed like any call
+        if problem:
+            return self._reply(*problem)
+        content = self.bill_tokens.pop(request.query.get("token", [""])[0], None)  # one download per link
+        if content is None:
+            return self._reply(*error(404, "RESOURCE_NOT_EXISTS", "下载链接已失效"))
+        return Reply(200, content, {"Content-Type": "application/octet-stream"})  # not signed: the hash vouches
+
+    def bill_text(self, mchid: str, bill_date: str) -> str:
+        """The day's bill: SUCCESS rows for payments, REFUND rows for refunds made that China day."""
+        def row(*cells) -> str:
+            return ",".join(f"`{cell}" for cell in cells)
+
+        def yuan(fen: int) -> str:
+            return f"{fen // 100}.{fen % 100:02d}"
+
+        rows = []
+        for order in self.orders.values():
+            if order["mchid"] != mchid or not order.get("success_time"):
+                continue
+            paid_at = order["success_time"][:19].replace("T", " ")
+            common = [order["appid"], mchid, "0", "", order["transaction_id"], order["out_trade_no"],
+                      "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o", order["kind"].upper()]
+            if paid_at.startswith(bill_date):
+                rows.append(row(paid_at, *common, "SUCCESS", "OTHERS", "CNY", yuan(order["total"]), "0.00", "0", "0",
+                                "0.00", "0.00", "", "", "Order", "", "0.12000", "0.60%", yuan(order["total"]), "0.00",
+                                ""))
+            for record in self.refunds.values():
+                if record["order"] is order and record["at"].startswith(bill_date):
+                    rows.append(row(record["at"], *common, "REFUND", "OTHERS", "CNY", yuan(order["total"]), "0.00",
+                                    record["refund_id"], record["out_refund_no"], yuan(record["amount"]), "0.00",
+                                    "ORIGINAL", record["status"], "Order", "", "-0.03000", "0.60%",
+                                    yuan(order["total"]), yuan(record["amount"]), ""))
+        paid = sum(o["total"] for o in self.orders.values() if o["mchid"] == mchid and o.get("success_time", "")
+                   .startswith(bill_date))
+        refunded = sum(r["amount"] for r in self.refunds.values() if r["at"].startswith(bill_date))
+        totals = row(len(rows), yuan(paid), yuan(refunded), "0.00", "0.00000", yuan(paid), yuan(refunded))
+        return "\r\n".join([self.BILL_HEADER, *rows, "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,"
+                              "申请退款总金额", totals, ""])
+
+    def refund_outside(self, out_trade_no: str, amount: int, *, notify: bool = False) -> str:
+        """A refund made in the WeChat Pay merchant platform, not through Kameng (by default
+        its notification is lost on the way). Returns its out_refund_no."""
+        with self.lock:
+            order = self.orders[out_trade_no]
+            record = {"request": {}, "order": order, "refund_id": "50000" + secrets.token_hex(8), "status": "SUCCESS",
+                      "out_refund_no": "MP" + secrets.token_hex(8), "amount": amount, "notify_url": "",
+                      "at": datetime.now(BEIJING).strftime("%Y-%m-%d %H:%M:%S")}
+            self.refunds[record["out_refund_no"]] = record
+            order["refunded"] += amount
+            order["state"] = "REFUND"
+            if notify:
+                self._later(order["notify_url"], "REFUND.SUCCESS", self.refund_resource(record))
+            return record["out_refund_no"]
+
+    def backdate(self, days: int = 1) -> None:
+        """Move every payment and refund so far ``days`` earlier (China time)."""
+        with self.lock:
+            for order in self.orders.values():
+                if order.get("success_time"):
+                    moment = datetime.fromisoformat(order["success_time"]) - timedelta(days=days)
+                    order["success_time"] = moment.isoformat(timespec="seconds")
+            for record in self.refunds.values():
+                moment = datetime.strptime(record["at"], "%Y-%m-%d %H:%M:%S") - timedelta(days=days)
+                record["at"] = moment.strftime("%Y-%m-%d %H:%M:%S")
 
     # --- notifications ---------------------------------------------------------------------------
     def notification(self, event_type: str, resource: dict, *, mchid: str | None = None, event_id: str | None = None,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timedelta, timezone
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from django import forms
 from django.conf import settings
@@ -27,6 +27,7 @@ from plugins.payment import (
     PaymentMisconfigured,
     PaymentRetryable,
     RefundOutcome,
+    SettlementLine,
     StatusOutcome,
     WebhookRejected,
 )
@@ -347,6 +348,38 @@ class AlipayPaymentPlugin(GatewayPaymentPlugin):
         if node.get("out_trade_no") != payment.external_id or refunded_total < payment.refunded_amount + amount:
             return RefundOutcome(succeeded=False, message="Alipay did not confirm the refund.")
         return RefundOutcome(succeeded=True, external_id=refund_no)
+
+    # --- reconciliation (对账): docs/reconciliation.md, decision 0031 ----------------------
+    supports_settlement = True
+
+    def settlement(self, day) -> list[SettlementLine]:
+        """The trade bill of ``day`` as a China-time day (Alipay's own business day)."""
+        from plugins.payments.alipay import bills
+
+        node = self._call(bills.METHOD, {"bill_type": "trade", "bill_date": day.isoformat()}, idempotent=True)
+        if node.get("code") != "10000":
+            if node.get("sub_code") == "isp.bill_not_exist":
+                if datetime.now(timezone.utc) >= bills.ready_at(day):
+                    return []  # Alipay makes no bill for a day without trades
+                raise PaymentError(f"Alipay has not published the bill for {day.isoformat()} yet (bills are ready "
+                                   "the next day from about 9 a.m. China time).", retryable=True)
+            if node.get("sub_code") in ("isv.insufficient-isv-permissions", "ACQ.ACCESS_FORBIDDEN"):
+                raise PaymentMisconfigured("The Alipay application may not download bills: add the bill download "
+                                           "(对账单下载) capability to the application on open.alipay.com.")
+            self._raise_refusal(node)
+        url = node.get("bill_download_url")
+        if not isinstance(url, str) or not self._bill_url_allowed(url):
+            raise bills.unreadable("the answer has no valid download link")
+        response = self.http.request("GET", url)
+        if response.status != 200:
+            raise bills.unreadable(f"the download answered {response.status}")
+        return bills.settlement_lines(bills.detail_text(response.content))
+
+    def _bill_url_allowed(self, url: str) -> bool:
+        # the link comes from a verified answer; still, only over TLS or to the configured gateway's host
+        parts, gateway = urlsplit(url), urlsplit(self.base_url)
+        return (parts.scheme == "https" and bool(parts.hostname)) or \
+            (parts.scheme, parts.netloc) == (gateway.scheme, gateway.netloc)
 
     def test_connection(self) -> str:
         """A query for a trade that cannot exist: a signed "not found" proves APPID and both keys."""

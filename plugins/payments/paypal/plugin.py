@@ -26,6 +26,7 @@ from plugins.payment import (
     PaymentMisconfigured,
     PaymentRetryable,
     RefundOutcome,
+    SettlementLine,
     StatusOutcome,
     WebhookRejected,
 )
@@ -462,6 +463,30 @@ class PayPalPaymentPlugin(GatewayPaymentPlugin):
         except WebhookRejected:
             return StatusOutcome(status="pending", external_id=payment.external_id)
         return StatusOutcome(status="succeeded", external_id=payment.external_id, amount=amount, currency=currency)
+
+    # --- reconciliation (对账): docs/reconciliation.md, decision 0031 ----------------------
+    supports_settlement = True
+
+    def settlement(self, day) -> list[SettlementLine]:
+        from urllib.parse import urlencode
+
+        from plugins.payments.paypal import reports
+
+        def page(params: dict) -> dict:
+            response = self._request("GET", f"/v1/reporting/transactions?{urlencode(params)}")
+            if response.status == 403:
+                raise PaymentMisconfigured("PayPal does not let this app search transactions: tick Transaction "
+                                           "Search in the app's settings on developer.paypal.com.")
+            return self._ok(response)
+
+        captures: dict[str, dict] = {}
+
+        def capture(capture_id: str) -> dict:
+            if capture_id not in captures:  # one question per capture, however many refunds it has
+                captures[capture_id] = self._ok(self._request("GET", f"/v2/payments/captures/{capture_id}"))
+            return captures[capture_id]
+
+        return reports.settlement_lines(reports.transactions(page, day), capture=capture, exponents=PAYPAL_EXPONENTS)
 
     def test_connection(self) -> str:
         self._token(fresh=True)

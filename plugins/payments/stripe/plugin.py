@@ -21,6 +21,7 @@ from plugins.payment import (
     PaymentDeclined,
     PaymentError,
     RefundOutcome,
+    SettlementLine,
     StatusOutcome,
     WebhookRejected,
 )
@@ -357,6 +358,29 @@ class StripePaymentPlugin(GatewayPaymentPlugin):
         if session.get("status") == "expired":
             return StatusOutcome(status="failed", external_id=payment.external_id)
         return StatusOutcome(status="pending", external_id=payment.external_id)
+
+    # --- reconciliation (对账): docs/reconciliation.md, decision 0031 ----------------------
+    supports_settlement = True
+
+    def settlement(self, day) -> list[SettlementLine]:
+        from plugins.payments.stripe import settlement as report
+
+        transactions = report.balance_transactions(
+            lambda params: self._call("GET", "/v1/balance_transactions", params=params), day)
+        sessions: dict[str, dict | None] = {}
+
+        def session_for(intent_id: str) -> dict | None:
+            if intent_id not in sessions:  # one question per PaymentIntent, however many refunds it has
+                found = self._call("GET", "/v1/checkout/sessions", params={"payment_intent": intent_id, "limit": 1})
+                data = found.get("data")
+                if not isinstance(data, list) or (data and not (
+                        isinstance(data[0], dict) and _OBJECT_ID_RE.match(str(data[0].get("id") or ""))
+                        and str(data[0]["id"]).startswith("cs_"))):
+                    raise report.unreadable(f"the Checkout Session of {intent_id} is unreadable")
+                sessions[intent_id] = data[0] if data else None
+            return sessions[intent_id]
+
+        return report.settlement_lines(transactions, session_for=session_for, exponents=STRIPE_EXPONENTS)
 
     def test_connection(self) -> str:
         body = self._call("GET", "/v1/balance")

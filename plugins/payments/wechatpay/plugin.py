@@ -28,6 +28,7 @@ from plugins.payment import (
     PaymentMisconfigured,
     PaymentRetryable,
     RefundOutcome,
+    SettlementLine,
     StatusOutcome,
     WebhookRejected,
 )
@@ -387,6 +388,51 @@ class WeChatPayPaymentPlugin(GatewayPaymentPlugin):
             return RefundOutcome(succeeded=False, pending=True, external_id=refund_no)
         return RefundOutcome(succeeded=False, message=f"WeChat Pay could not refund ({status}); refund the buyer "
                                                       f"another way.")
+
+    # --- reconciliation (对账): docs/reconciliation.md, decision 0031 ----------------------
+    supports_settlement = True
+
+    def settlement(self, day) -> list[SettlementLine]:
+        """The trade bill of ``day`` as a China-time day (WeChat Pay's own business day)."""
+        from datetime import datetime, timezone
+
+        from plugins.payments.wechatpay import bills
+
+        query = urlencode({"bill_date": day.isoformat(), "bill_type": "ALL"})
+        response = self._call("GET", f"/v3/bill/tradebill?{query}", idempotent=True)
+        if not response.ok:
+            body = response.json() if isinstance(response.json(), dict) else {}
+            if body.get("code") in ("NO_STATEMENT_EXIST", "STATEMENT_CREATING"):
+                if body["code"] == "NO_STATEMENT_EXIST" and datetime.now(timezone.utc) >= bills.ready_at(day):
+                    return []  # WeChat Pay makes no bill for a day without trades
+                raise PaymentError(f"WeChat Pay has not published the bill for {day.isoformat()} yet (bills are "
+                                   "ready the next day from about 10 a.m. China time).", retryable=True)
+            raise self._refused(response)
+        answer = self._json(response)
+        download = self._bill_download_path(answer.get("download_url"))
+        if download is None:
+            raise bills.unreadable("the answer has no valid download link")
+        # the download is signed like any call, but its answer is not: the SHA1 vouches for it
+        base_path = urlsplit(self.base_url).path.rstrip("/")
+        headers = {"Accept": "application/json", "Authorization": signing.authorization(
+            mchid=self.mchid, serial_no=self.settings.get("merchant_serial_no", ""), private_key=self._private_key(),
+            method="GET", url=base_path + download)}
+        file = self.http.request("GET", download, headers=headers)
+        if not file.ok:
+            raise bills.unreadable(f"the download answered {file.status}")
+        bills.check_hash(file.content, answer.get("hash_type"), answer.get("hash_value"))
+        return bills.settlement_lines(file.content)
+
+    def _bill_download_path(self, url) -> str | None:
+        """The download link as a path under the API base: it must point at WeChat Pay's API
+        host (the one we sign for), never elsewhere."""
+        if not isinstance(url, str):
+            return None
+        parts, base = urlsplit(url), urlsplit(self.base_url)
+        base_path = base.path.rstrip("/")
+        if (parts.scheme, parts.netloc) != (base.scheme, base.netloc) or not parts.path.startswith(base_path + "/"):
+            return None
+        return parts.path[len(base_path):] + (f"?{parts.query}" if parts.query else "")
 
     def test_connection(self) -> str:
         """A query for an order that cannot exist: WeChat's signed "not found" proves the
