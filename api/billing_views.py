@@ -217,7 +217,7 @@ class ShopInvoicePayApi(APIView):
             attempt = collection.invoice_pay_start(
                 invoice=invoice, actor=request.user, request=request,
                 return_url=request.build_absolute_uri("/manage/billing/") + "?attempt={attempt}",
-                notify_url=_platform_url("/billing/hooks/sandbox/"))
+                notify_url=_platform_url(collection.webhook_path()))
         except services.BillingError as exc:
             raise _billing_error(exc) from None
         except PaymentError as exc:
