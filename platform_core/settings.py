@@ -256,6 +256,8 @@ KAMENG_BILLING_GRACE_DAYS = int(os.environ.get("KAMENG_BILLING_GRACE_DAYS", "10"
 KAMENG_BILLING_LINK_SECONDS = int(os.environ.get("KAMENG_BILLING_LINK_SECONDS", "300"))  # invoice download links
 # where invoice PDFs live: the default storage (filesystem in development, S3 when S3_BUCKET is set)
 KAMENG_BILLING_STORAGE = "default"
+# CJK font for Chinese text on invoice PDFs: "auto" finds an installed one (billing/pdf.py), "off", or a path
+KAMENG_BILLING_PDF_CJK_FONT = os.environ.get("KAMENG_BILLING_PDF_CJK_FONT", "auto")
 # the platform's own payment provider for collecting invoices (same interface as shop payment plugins)
 KAMENG_BILLING_PROVIDER = os.environ.get("KAMENG_BILLING_PROVIDER", "billing.gateway.SandboxBillingGateway")
 # the platform's own Stripe account (billing.gateway.StripeBillingGateway): never a shop's keys
