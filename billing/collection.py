@@ -24,6 +24,7 @@ from plugins.payment import GatewayEvent, PaymentError
 logger = logging.getLogger(__name__)
 S = Subscription.Status
 REUSE_PENDING_MINUTES = 30
+PAID_TWICE = "Paid twice"
 
 
 def _owner_emails(shop) -> list[str]:
@@ -137,8 +138,9 @@ def collection_record_event(*, event: GatewayEvent) -> str:
                    .filter(pk=int(event.payment_reference)).first())
         if attempt is None:
             return "unknown payment"
-        late_success = (event.kind == "payment.succeeded" and attempt.status == CollectionAttempt.Status.FAILED
-                        and attempt.invoice.status == Invoice.Status.OPEN)
+        # (if another attempt paid meanwhile, invoice_mark_paid flags this one for refund)
+        late_success = event.kind == "payment.succeeded" and attempt.status == CollectionAttempt.Status.FAILED \
+            and not attempt.message.startswith(PAID_TWICE)
         if attempt.status != CollectionAttempt.Status.PENDING and not late_success:
             return "already recorded"
         if event.amount != attempt.amount or event.currency != attempt.currency:
@@ -172,7 +174,7 @@ def invoice_mark_paid(*, attempt: CollectionAttempt, now: datetime | None = None
             attempt.save(update_fields=["status", "finished_at"])
     except IntegrityError:  # another attempt already paid it (one_paid_attempt)
         attempt.status = CollectionAttempt.Status.FAILED
-        attempt.message = "Paid twice: this payment is to be refunded."
+        attempt.message = f"{PAID_TWICE}: this payment is to be refunded."
         attempt.save(update_fields=["status", "message"])
         logger.error("billing: invoice %s paid twice (attempt %s); refund it", invoice.number, attempt.pk)
         return "duplicate"

@@ -18,6 +18,7 @@ from django.test import Client
 from billing import collection, invoicing
 from billing.models import BillingCustomer, CollectionAttempt, Invoice, Subscription
 from platform_core.audit.models import AuditEvent
+from tests.api.test_commerce_api import api
 from tests.billing.test_invoices import start_paid_subscription
 from tests.fakegateways.stripe import WEBHOOK_SECRET as A_SHOP_WEBHOOK_SECRET
 from tests.fakegateways.stripe import FakeStripe, parse_form
@@ -120,6 +121,8 @@ def test_the_first_payment_on_checkout_saves_the_card(alpha, alice, shop_client,
     assert Invoice.objects.get(pk=january.pk).status == "paid"
     assert AuditEvent.objects.filter(action="billing.card_saved", data__last4="4242").count() == 1
     assert "visa •••• 4242" in shop_client(alpha, alice).get("/manage/billing/").content.decode()
+    assert api(alpha, alice).get("/api/v1/billing/").json()["saved_card"] | {"saved_at": None} == \
+        {"brand": "visa", "last4": "4242", "saved_at": None}
     # a second "pay now" on a new invoice reuses the Customer: one per shop
     assert len(fake.customers) == 1
 
@@ -247,6 +250,27 @@ def test_a_charge_whose_answer_never_came_is_paid_by_stripes_event(alpha, card_s
     attempt.refresh_from_db()
     assert attempt.status == "succeeded" and Invoice.objects.get(pk=february.pk).status == "paid"
     assert deliver(bridge, fake, fake.event("payment_intent.succeeded", intent)) == (200, b"already recorded")
+
+
+def test_a_late_charge_after_the_owner_paid_by_link_is_flagged_for_refund(alpha, alice, shop_client, card_saved, fake,
+                                                                         settings, bridge, caplog,
+                                                                         django_capture_on_commit_callbacks):
+    settings.KAMENG_PAYMENT_HTTP_TIMEOUT = (3.05, 0.5)
+    february = issue(alpha, 2026, 2)
+    fake.stall("POST", r"/v1/payment_intents", 1.0, times=3)
+    with django_capture_on_commit_callbacks(execute=True):
+        run(at(2026, 3, 1, 9, 0))
+    charged, = CollectionAttempt.objects.filter(invoice=february)
+    assert charged.status == "failed"
+    pay_by_link(alpha, february, shop_client(alpha, alice), fake, bridge)   # the owner pays meanwhile
+    intent, = [i for i in fake.intents.values() if i["metadata"].get("kameng_payment") == str(charged.pk)]
+    with caplog.at_level(logging.ERROR, logger="billing.collection"):
+        assert deliver(bridge, fake, fake.event("payment_intent.succeeded", intent)) == (200, b"duplicate")
+        assert deliver(bridge, fake, fake.event("payment_intent.succeeded", intent)) == (200, b"already recorded")
+    charged.refresh_from_db()
+    assert charged.status == "failed" and "to be refunded" in charged.message
+    assert [r for r in caplog.records if "paid twice" in r.getMessage()]
+    assert CollectionAttempt.objects.filter(invoice=february, status="succeeded").count() == 1
 
 
 def test_a_forged_webhook_changes_nothing(alpha, alice, shop_client, fake, bridge, settings):
