@@ -99,7 +99,7 @@ def card_saved(alpha, alice, shop_client, fake, bridge, django_capture_on_commit
             "card": fake.intents[fake.sessions[session_id]["payment_intent"]]["payment_method"]}
 
 
-def test_the_first_payment_on_checkout_saves_the_card(alpha, alice, shop_client, card_saved, fake):
+def test_the_first_payment_on_checkout_saves_the_card(alpha, alice, shop_client, card_saved, fake, settings):
     january, customer, card = card_saved["january"], card_saved["customer"], card_saved["card"]
     # before the card: dunning could not charge, so it asked the owner by e-mail
     no_card, paid = january.attempts.order_by("id")
@@ -123,8 +123,16 @@ def test_the_first_payment_on_checkout_saves_the_card(alpha, alice, shop_client,
     assert "visa •••• 4242" in shop_client(alpha, alice).get("/manage/billing/").content.decode()
     assert api(alpha, alice).get("/api/v1/billing/").json()["saved_card"] | {"saved_at": None} == \
         {"brand": "visa", "last4": "4242", "saved_at": None}
-    # a second "pay now" on a new invoice reuses the Customer: one per shop
     assert len(fake.customers) == 1
+    # the platform console lists it (read-only)
+    from tenants.models import Merchant
+    from tests.conftest import PASSWORD
+
+    console = Client(HTTP_HOST=settings.PLATFORM_DOMAIN)
+    console.force_login(Merchant.objects.create_superuser("root@example.com", PASSWORD))
+    listing = console.get("/console/billing/billingcustomer/")
+    assert listing.status_code == 200 and customer.customer_id in listing.content.decode()
+    assert console.get("/console/billing/billingcustomer/add/").status_code == 403
 
 
 def test_the_next_invoice_is_charged_to_the_saved_card_without_the_owner(alpha, card_saved, fake, bridge,
