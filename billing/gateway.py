@@ -105,7 +105,9 @@ class StripeBillingGateway(StripePaymentPlugin):
 
     @staticmethod
     def _key(*parts) -> str:
-        return "kameng-billing-" + "-".join(str(p) for p in parts)
+        # the platform domain keeps two installations on one Stripe account (staging and
+        # production on test keys) from answering each other's requests
+        return "-".join(str(p) for p in ("kameng-billing", settings.PLATFORM_DOMAIN, *parts))
 
     # --- the shop as a Stripe Customer ----------------------------------------------------
     def create_customer(self, shop) -> str:

@@ -135,7 +135,7 @@ def test_the_first_payment_on_checkout_saves_the_card(alpha, alice, shop_client,
     assert console.get("/console/billing/billingcustomer/add/").status_code == 403
 
 
-def test_the_next_invoice_is_charged_to_the_saved_card_without_the_owner(alpha, card_saved, fake, bridge,
+def test_the_next_invoice_is_charged_to_the_saved_card_without_the_owner(alpha, card_saved, fake, bridge, settings,
                                                                         django_capture_on_commit_callbacks):
     customer, card = card_saved["customer"], card_saved["card"]
     february = issue(alpha, 2026, 2)
@@ -152,7 +152,8 @@ def test_the_next_invoice_is_charged_to_the_saved_card_without_the_owner(alpha, 
         (str(february.total), "cny", customer.customer_id, card)
     assert (form["confirm"], form["off_session"]) == ("true", "true")
     assert form["metadata"] == {"kameng_payment": str(attempt.pk), "kameng_invoice": february.number}
-    assert charge.headers["Idempotency-Key"] == f"kameng-billing-charge-{february.number}-{attempt.pk}"
+    assert charge.headers["Idempotency-Key"] == \
+        f"kameng-billing-{settings.PLATFORM_DOMAIN}-charge-{february.number}-{attempt.pk}"
     assert fake.intents[attempt.external_id]["amount_received"] == 9900
     assert [m.subject for m in mail.outbox] == [f"Payment received for {february.number}"]
     assert status(alpha) == ("active", "active")
