@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from api.exceptions import InputError
 from api.permissions import IsShopMember
 from billing import collection, invoicing, selectors, services
+from billing.gateway import billing_gateway
 from billing.limits import shop_usage
 from billing.models import Invoice, Subscription
 from plugins.payment import PaymentError
@@ -106,8 +107,15 @@ class InvoiceSerializer(serializers.Serializer):
         return selectors.amount_due(invoice)
 
 
+class SavedCardSerializer(serializers.Serializer):
+    brand = serializers.CharField(source="card_brand")
+    last4 = serializers.CharField(source="card_last4")
+    saved_at = serializers.DateTimeField(source="card_saved_at")
+
+
 class BillingOverviewSerializer(serializers.Serializer):
     subscription = SubscriptionSerializer(allow_null=True)
+    saved_card = SavedCardSerializer(allow_null=True)
     usage = UsageSerializer(many=True)
     month_gmv = serializers.IntegerField()
     plans = PlanSerializer(many=True)
@@ -127,7 +135,8 @@ class ShopBillingApi(APIView):
         month = selectors.usage_between(shop, today.replace(day=1), services.next_month_start(today))
         return Response(BillingOverviewSerializer({
             "subscription": selectors.subscription_for(shop), "usage": shop_usage(shop), "month_gmv": month["gmv"],
-            "plans": selectors.plans_on_offer()}).data)
+            "plans": selectors.plans_on_offer(),
+            "saved_card": selectors.saved_card(shop, billing_gateway().slug)}).data)
 
 
 class PlanChangeInputSerializer(serializers.Serializer):
@@ -217,7 +226,7 @@ class ShopInvoicePayApi(APIView):
             attempt = collection.invoice_pay_start(
                 invoice=invoice, actor=request.user, request=request,
                 return_url=request.build_absolute_uri("/manage/billing/") + "?attempt={attempt}",
-                notify_url=_platform_url("/billing/hooks/sandbox/"))
+                notify_url=_platform_url(collection.webhook_path()))
         except services.BillingError as exc:
             raise _billing_error(exc) from None
         except PaymentError as exc:

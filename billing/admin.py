@@ -1,11 +1,12 @@
-"""Platform console (``/console/``): plans (editable), subscriptions and invoices (read-only)."""
+"""Platform console (``/console/``): plans (editable), subscriptions, invoices and saved
+cards (read-only)."""
 from django import forms
 from django.contrib import admin
 from django.utils.html import format_html
 from unfold.admin import ModelAdmin, TabularInline
 
 from billing import invoicing, services
-from billing.models import Invoice, InvoiceLine, Plan, Subscription, SubscriptionEvent
+from billing.models import BillingCustomer, Invoice, InvoiceLine, Plan, Subscription, SubscriptionEvent
 from platform_core.admin_sites import platform_console
 from platform_core.money import format_minor
 from tenants.admin import StaffOnly
@@ -67,6 +68,24 @@ class SubscriptionAdmin(StaffOnly, ModelAdmin):
                        "cancelled_at", "created_at", "updated_at")
     fields = readonly_fields
     inlines = [EventInline]
+
+
+@admin.register(BillingCustomer, site=platform_console)
+class BillingCustomerAdmin(StaffOnly, ModelAdmin):
+    """Which shops the platform's provider can charge without the owner (ids only)."""
+
+    list_display = ("shop", "provider", "customer_id", "card_brand", "card_last4", "card_saved_at")
+    list_filter = ("provider",)
+    search_fields = ("shop__slug", "shop__name", "customer_id")
+    readonly_fields = ("shop", "provider", "customer_id", "payment_method_id", "card_brand", "card_last4",
+                       "card_saved_at", "created_at")
+    fields = readonly_fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 class CreditForm(forms.Form):

@@ -14,16 +14,17 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing.gateway import billing_gateway
-from billing.models import CollectionAttempt, Invoice, Subscription
+from billing.models import BillingCustomer, CollectionAttempt, Invoice, Subscription
 from billing.selectors import amount_due
 from billing.services import BillingError, subscription_transition
 from platform_core.audit.services import audit_record
 from platform_core.money import format_minor
-from plugins.payment import GatewayEvent
+from plugins.payment import GatewayEvent, PaymentError
 
 logger = logging.getLogger(__name__)
 S = Subscription.Status
 REUSE_PENDING_MINUTES = 30
+PAID_TWICE = "Paid twice"
 
 
 def _owner_emails(shop) -> list[str]:
@@ -53,7 +54,48 @@ def _mail(shop, subject: str, body: str, attachment: tuple[str, bytes] | None = 
     transaction.on_commit(send)
 
 
+# --- the shop at the provider: customer and saved card ------------------------------
+
+def billing_customer_ensure(*, shop, gateway) -> BillingCustomer:
+    """The shop's customer record at a provider that saves cards, created there once
+    (the provider call is idempotent per shop, the row unique per shop and provider)."""
+    existing = BillingCustomer.objects.filter(shop=shop, provider=gateway.slug).first()
+    if existing is not None:
+        return existing
+    customer_id = gateway.create_customer(shop)
+    customer, _ = BillingCustomer.objects.get_or_create(shop=shop, provider=gateway.slug,
+                                                        defaults={"customer_id": customer_id})
+    return customer
+
+
+def collection_remember_card(*, attempt: CollectionAttempt, gateway, now: datetime | None = None) -> bool:
+    """After a paid hosted-page payment: keep the card it was paid with for the next
+    invoices. A provider that cannot tell leaves the old card; dunning still works by
+    link, so a failure here is logged, never raised."""
+    try:
+        card = gateway.saved_card(attempt)
+    except PaymentError as exc:
+        logger.warning("billing: could not read the card of attempt %s: %s", attempt.pk, exc.message)
+        return False
+    if card is None:
+        return False
+    shop = attempt.invoice.shop
+    updated = BillingCustomer.objects.filter(shop=shop, provider=gateway.slug).update(
+        payment_method_id=card.payment_method_id, card_brand=card.brand, card_last4=card.last4,
+        card_saved_at=now or timezone.now())
+    if updated:
+        audit_record(action="billing.card_saved", target=shop,
+                     data={"provider": gateway.slug, "brand": card.brand, "last4": card.last4,
+                           "attempt": attempt.pk})
+    return bool(updated)
+
+
 # --- pay now -------------------------------------------------------------------------
+
+def webhook_path() -> str:
+    """Where the configured provider sends its events (on the platform host)."""
+    return f"/billing/hooks/{billing_gateway().hook_name}/"
+
 
 def invoice_pay_start(*, invoice: Invoice, return_url: str, notify_url: str, actor=None, request=None) -> CollectionAttempt:
     """Create (or reuse) a payment at the platform's gateway for what is due on
@@ -63,6 +105,8 @@ def invoice_pay_start(*, invoice: Invoice, return_url: str, notify_url: str, act
     if invoice.status != Invoice.Status.OPEN or due <= 0:
         raise BillingError("This invoice has nothing left to pay.", code="nothing_due", status=409)
     gateway = billing_gateway()
+    if getattr(gateway, "saves_cards", False):
+        billing_customer_ensure(shop=invoice.shop, gateway=gateway)
     with transaction.atomic():
         locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
         recent = locked.attempts.filter(status=CollectionAttempt.Status.PENDING, amount=due,
@@ -82,7 +126,9 @@ def invoice_pay_start(*, invoice: Invoice, return_url: str, notify_url: str, act
 
 
 def collection_record_event(*, event: GatewayEvent) -> str:
-    """Apply a verified gateway event to its attempt; replays are answered, not repeated."""
+    """Apply a verified gateway event to its attempt; replays are answered, not repeated.
+    Money that arrives for an attempt already given up (a charge whose answer timed
+    out) still pays the invoice: a success is accepted from ``failed`` too."""
     if event.kind not in ("payment.succeeded", "payment.failed"):
         return "ignored"
     if not event.payment_reference.isdigit():
@@ -92,7 +138,10 @@ def collection_record_event(*, event: GatewayEvent) -> str:
                    .filter(pk=int(event.payment_reference)).first())
         if attempt is None:
             return "unknown payment"
-        if attempt.status != CollectionAttempt.Status.PENDING:
+        # (if another attempt paid meanwhile, invoice_mark_paid flags this one for refund)
+        late_success = event.kind == "payment.succeeded" and attempt.status == CollectionAttempt.Status.FAILED \
+            and not attempt.message.startswith(PAID_TWICE)
+        if attempt.status != CollectionAttempt.Status.PENDING and not late_success:
             return "already recorded"
         if event.amount != attempt.amount or event.currency != attempt.currency:
             logger.warning("billing: event %s amount %s %s does not match attempt %s", event.event_id,
@@ -103,7 +152,15 @@ def collection_record_event(*, event: GatewayEvent) -> str:
             attempt.message = "The payment failed at the gateway."
             attempt.save(update_fields=["status", "finished_at", "message"])
             return "failed"
-        return invoice_mark_paid(attempt=attempt)
+        if event.external_id and not attempt.external_id:
+            attempt.external_id = event.external_id
+            attempt.save(update_fields=["external_id"])
+        result = invoice_mark_paid(attempt=attempt)
+        gateway = billing_gateway()
+        if result == "paid" and attempt.pay_url and getattr(gateway, "saves_cards", False) \
+                and attempt.provider == gateway.slug:
+            collection_remember_card(attempt=attempt, gateway=gateway)
+        return result
 
 
 def invoice_mark_paid(*, attempt: CollectionAttempt, now: datetime | None = None) -> str:
@@ -117,7 +174,7 @@ def invoice_mark_paid(*, attempt: CollectionAttempt, now: datetime | None = None
             attempt.save(update_fields=["status", "finished_at"])
     except IntegrityError:  # another attempt already paid it (one_paid_attempt)
         attempt.status = CollectionAttempt.Status.FAILED
-        attempt.message = "Paid twice: this payment is to be refunded."
+        attempt.message = f"{PAID_TWICE}: this payment is to be refunded."
         attempt.save(update_fields=["status", "message"])
         logger.error("billing: invoice %s paid twice (attempt %s); refund it", invoice.number, attempt.pk)
         return "duplicate"
@@ -183,7 +240,7 @@ def _dunning_step(invoice: Invoice, now: datetime) -> str:
     due = amount_due(invoice)
     gateway = billing_gateway()
     # providers with a stored payment method charge here; hosted-page ones (the sandbox) return None
-    event = None
+    event, note = None, ""
     if due > 0:
         attempt = CollectionAttempt.objects.create(invoice=invoice, provider=gateway.slug, amount=due,
                                                    currency=invoice.currency)
@@ -191,23 +248,30 @@ def _dunning_step(invoice: Invoice, now: datetime) -> str:
             event = gateway.execute(attempt)
         except Exception as exc:  # noqa: BLE001 - a gateway failure is a failed attempt, not a crash
             attempt.message = str(getattr(exc, "message", exc))[:300]
-        if event is None:
+            note = f"We could not charge your saved card: {attempt.message}\n"
+        if event is not None and event.kind == "payment.pending":  # the card charge settles later
+            attempt.external_id = event.external_id[:120]
+            attempt.save(update_fields=["external_id"])
+        elif event is None:
             attempt.status, attempt.finished_at = CollectionAttempt.Status.FAILED, now
             attempt.message = attempt.message or "No stored payment method: the owner was asked to pay online."
             attempt.save(update_fields=["status", "finished_at", "message"])
+            invoice.last_attempt_error = attempt.message
     invoice.attempt_count = step + 1
     invoice.last_attempt_at = now
     invoice.next_attempt_at = schedule[step + 1] if step + 1 < len(schedule) else None
-    invoice.save(update_fields=["attempt_count", "last_attempt_at", "next_attempt_at"])
-    if event is not None:
+    invoice.save(update_fields=["attempt_count", "last_attempt_at", "next_attempt_at", "last_attempt_error"])
+    if event is not None and event.kind == "payment.succeeded":
         return collection_record_event(event=event)
+    if event is not None:  # pending: the poller or the provider's webhook settles it
+        return "pending"
     amount = format_minor(due, invoice.currency)
     suspend_on = invoice.due_at + timedelta(days=settings.KAMENG_BILLING_GRACE_DAYS)
     if step == 0:
         from billing.pdf import render_invoice_pdf
 
         _mail(shop, f"Invoice {invoice.number}: {amount}",
-              f"Your Kameng invoice {invoice.number} for {amount} is ready (PDF attached). "
+              f"Your Kameng invoice {invoice.number} for {amount} is ready (PDF attached). {note}"
               f"Pay it here: {_billing_page(shop)}", attachment=(f"{invoice.number}.pdf", render_invoice_pdf(invoice)))
         return "issued"
     subscription = Subscription.objects.select_for_update().select_related("shop", "plan").filter(shop=shop).first()
@@ -216,7 +280,7 @@ def _dunning_step(invoice: Invoice, now: datetime) -> str:
                                 reason=f"Invoice {invoice.number} is unpaid.", now=now)
     final = step + 1 >= len(schedule)
     _mail(shop, f"{'Final reminder' if final else 'Reminder'}: invoice {invoice.number} is unpaid",
-          f"Invoice {invoice.number} for {amount} is still open. Pay it here: {_billing_page(shop)}\n"
+          f"Invoice {invoice.number} for {amount} is still open. {note}Pay it here: {_billing_page(shop)}\n"
           f"If it is still unpaid on {timezone.localtime(suspend_on):%Y-%m-%d}, the shop will be suspended "
           "until it is paid.")
     return "reminded"

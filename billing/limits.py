@@ -2,7 +2,9 @@
 
 Every check in the product asks here (catalog, plugins, domains, team, checkout) and
 gets either None (allowed) or a plain sentence naming the plan that would allow it.
-A limit of N allows exactly N: the (N+1)-th is refused, the N-th is not.
+A limit of N allows exactly N: the (N+1)-th is refused, the N-th is not — also when
+requests race: near the limit, ``limit_refusal`` called inside the caller's transaction
+serialises the count and the caller's insert per shop and limit (decision 0035).
 """
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 PLAN_CACHE_SECONDS = 60
+#: with at least this much room left, no lock is taken: that many requests would have to
+#: be between their check and their commit at once to overshoot (checkout stays parallel)
+LOCK_WHEN_ROOM_BELOW = 50
 
 # limit name -> (singular, plural) for messages
 LIMITS = {
@@ -135,6 +140,13 @@ def limit_refusal(shop, limit: str, *, adding: int = 1, whose: str = "Your") -> 
     if allowed is None:
         return None
     used = usage(shop, limit)
+    if used + adding <= allowed - LOCK_WHEN_ROOM_BELOW:
+        return None
+    if used + adding <= allowed and connection.in_atomic_block:
+        # Near the limit: wait for whoever else is between this check and their insert
+        # (the lock lasts until the caller's transaction ends), then count again.
+        _lock_limit(shop, limit)
+        used = usage(shop, limit)
     if used + adding <= allowed:
         return None
     singular, plural = LIMITS[limit]
@@ -147,6 +159,11 @@ def limit_refusal(shop, limit: str, *, adding: int = 1, whose: str = "Your") -> 
     else:
         tail = f" The {better.name} plan allows {better.limit(limit)}."
     return f"{whose} {plan.name} plan allows {allowed} {singular if allowed == 1 else plural}.{tail}"
+
+
+def _lock_limit(shop, limit: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"plan-limit:{limit}:{shop.pk}"])
 
 
 def shop_usage(shop) -> list[dict]:

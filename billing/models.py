@@ -248,3 +248,29 @@ class CollectionAttempt(models.Model):
             # one success per invoice: a double click on "pay" never charges twice
             models.UniqueConstraint(fields=["invoice"], condition=Q(status="succeeded"), name="one_paid_attempt"),
         ]
+
+
+class BillingCustomer(models.Model):
+    """A shop as a customer of the platform's payment provider (a Stripe Customer), and
+    the card it saved when it last paid on the provider's page: later invoices are
+    charged to that card without the owner. Holds ids only, never card numbers."""
+
+    shop = models.ForeignKey("tenants.Shop", on_delete=models.CASCADE, related_name="billing_customers")
+    provider = models.CharField(max_length=40)
+    customer_id = models.CharField(max_length=120)
+    payment_method_id = models.CharField(max_length=120, blank=True)
+    card_brand = models.CharField(max_length=20, blank=True)
+    card_last4 = models.CharField(max_length=4, blank=True)
+    card_saved_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["shop", "provider"], name="one_billing_customer_per_shop_provider"),
+            models.UniqueConstraint(fields=["provider", "customer_id"], name="billing_customer_id_unique"),
+            models.CheckConstraint(name="billing_customer_card_complete",
+                                   condition=Q(payment_method_id="") | Q(card_saved_at__isnull=False)),
+        ]
+
+    def __str__(self):
+        return f"{self.shop} at {self.provider}"

@@ -62,3 +62,10 @@ def revenue_summary(*, first: date, end: date) -> dict:
 def daily_usage(shop, *, days: int = 31):
     """The shop's metered days, newest first (its billing page)."""
     return DailyUsage.objects.filter(shop_id=shop.pk).order_by("-day")[:days]
+
+
+def saved_card(shop, provider: str):
+    """The card the platform's provider charges for this shop's invoices, or None."""
+    from billing.models import BillingCustomer
+
+    return BillingCustomer.objects.filter(shop_id=shop.pk, provider=provider).exclude(payment_method_id="").first()

@@ -6,7 +6,8 @@ from billing import views
 
 app_name = "billing"
 urlpatterns = [
-    path("hooks/sandbox/", views.gateway_webhook, name="gateway_webhook"),
+    # /billing/hooks/sandbox/, /billing/hooks/stripe/: only the configured provider's answers
+    path("hooks/<slug:provider>/", views.gateway_webhook, name="gateway_webhook"),
 ]
 
 

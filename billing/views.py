@@ -72,6 +72,7 @@ def shop_billing_view(request):
         "invoices": invoices, "plans": selectors.plans_on_offer(), "can_bill": _shop_role(request) in BILLING_ROLES,
         "can_see_invoices": _shop_role(request) in INVOICE_READERS,
         "daily_usage": selectors.daily_usage(shop),
+        "saved_card": selectors.saved_card(shop, billing_gateway().slug),
     }
     return TemplateResponse(request, "billing/manage/billing.html", context)
 
@@ -120,7 +121,7 @@ def shop_pay_view(request, invoice_id):
         attempt = collection.invoice_pay_start(
             invoice=invoice, actor=request.user, request=request,
             return_url=request.build_absolute_uri("/manage/billing/") + "?attempt={attempt}",
-            notify_url=_platform_url("/billing/hooks/sandbox/"))
+            notify_url=_platform_url(collection.webhook_path()))
     except (services.BillingError, PaymentError) as exc:
         messages.error(request, exc.message)
         return redirect("manage:billing")
@@ -154,8 +155,10 @@ def signed_file_view(request, token):
 
 @csrf_exempt  # the gateway signs its events; it cannot send a CSRF token
 @require_POST
-def gateway_webhook(request):
+def gateway_webhook(request, provider):
     gateway = billing_gateway()
+    if provider != gateway.hook_name:  # another provider's endpoint: nothing is listening there
+        raise Http404("No such webhook endpoint.")
     try:
         events = gateway.handle_webhook(request)
     except WebhookRejected as exc:

@@ -256,8 +256,13 @@ KAMENG_BILLING_GRACE_DAYS = int(os.environ.get("KAMENG_BILLING_GRACE_DAYS", "10"
 KAMENG_BILLING_LINK_SECONDS = int(os.environ.get("KAMENG_BILLING_LINK_SECONDS", "300"))  # invoice download links
 # where invoice PDFs live: the default storage (filesystem in development, S3 when S3_BUCKET is set)
 KAMENG_BILLING_STORAGE = "default"
+# CJK font for Chinese text on invoice PDFs: "auto" finds an installed one (billing/pdf.py), "off", or a path
+KAMENG_BILLING_PDF_CJK_FONT = os.environ.get("KAMENG_BILLING_PDF_CJK_FONT", "auto")
 # the platform's own payment provider for collecting invoices (same interface as shop payment plugins)
-KAMENG_BILLING_PROVIDER = "billing.gateway.SandboxBillingGateway"
+KAMENG_BILLING_PROVIDER = os.environ.get("KAMENG_BILLING_PROVIDER", "billing.gateway.SandboxBillingGateway")
+# the platform's own Stripe account (billing.gateway.StripeBillingGateway): never a shop's keys
+KAMENG_BILLING_STRIPE_SECRET_KEY = os.environ.get("KAMENG_BILLING_STRIPE_SECRET_KEY", "")
+KAMENG_BILLING_STRIPE_WEBHOOK_SECRET = os.environ.get("KAMENG_BILLING_STRIPE_WEBHOOK_SECRET", "")
 KAMENG_BILLING_SANDBOX_KEY = os.environ.get("KAMENG_BILLING_SANDBOX_KEY", "") or (
     "" if PRODUCTION else "sk_sandbox_" + _dev_secret("BILLING_SANDBOX_KEY", lambda: secrets.token_hex(16)))
 

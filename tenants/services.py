@@ -286,10 +286,11 @@ def domain_add(*, shop: Shop, hostname: str, actor=None, request=None) -> Domain
         raise ShopCreationError("Enter a host name such as shop.example.com.", field="domain")
     if hostname == settings.PLATFORM_DOMAIN or hostname.endswith("." + settings.PLATFORM_DOMAIN):
         raise ShopCreationError("Platform sub-domains are assigned automatically.", field="domain")
-    if refusal := limit_refusal(shop, "custom_domains"):
-        raise ShopCreationError(refusal, field="domain", code="plan_limit")
     try:
         with transaction.atomic():
+            # inside the transaction: the limit check holds its lock until the insert commits
+            if refusal := limit_refusal(shop, "custom_domains"):
+                raise ShopCreationError(refusal, field="domain", code="plan_limit")
             domain = Domain.objects.create(tenant=shop, domain=hostname, is_primary=False)
             audit_record(action="domain.added", actor=actor, target=domain, request=request,
                          data={"domain": hostname, "shop": shop.slug})
@@ -362,10 +363,11 @@ def membership_add(*, shop: Shop, email: str, role: str, actor=None, request=Non
     merchant = Merchant.objects.filter(email__iexact=(email or "").strip(), is_active=True).first()
     if merchant is None:
         raise ShopCreationError("No Kameng account uses this e-mail; ask them to sign up first.", field="email")
-    if refusal := limit_refusal(shop, "staff_seats"):
-        raise ShopCreationError(refusal, field="email", code="plan_limit")
     try:
         with transaction.atomic():
+            # inside the transaction: the limit check holds its lock until the insert commits
+            if refusal := limit_refusal(shop, "staff_seats"):
+                raise ShopCreationError(refusal, field="email", code="plan_limit")
             membership = ShopMembership.objects.create(shop=shop, merchant=merchant, role=role)
             audit_record(action="membership.added", actor=actor, target=membership, request=request,
                          data={"email": merchant.email, "role": role, "shop": shop.slug})

@@ -12,6 +12,14 @@
 
 The buyer's side: ``pay(session_id)`` completes a Checkout Session (returns the events
 Stripe would send), ``decline(session_id)`` fails an attempt.
+
+Saved cards (platform billing): Customers (create, update
+``invoice_settings[default_payment_method]``, read); a Checkout Session on a
+``customer`` with ``payment_intent_data[setup_future_usage]`` attaches the card paid
+with to that Customer (``pay(session_id, last4=, brand=)``); PaymentMethods (read);
+PaymentIntents created with ``confirm=true`` + ``off_session=true`` charge a saved card
+at once: succeeded, or a 402 ``card_error`` after ``card_refuses(pm_id, code)``
+(``card_declined``, ``insufficient_funds``, ``authentication_required``).
 """
 from __future__ import annotations
 
@@ -62,6 +70,8 @@ class FakeStripe(FakeGateway):
         self.charges: dict[str, dict] = {}
         self.refunds: dict[str, dict] = {}
         self.idempotency: dict[str, tuple[bytes, str, Reply]] = {}
+        self.customers: dict[str, dict] = {}
+        self.payment_methods: dict[str, dict] = {}
         self.embed_refunds = True  # False: charges come without their refund list (newer API versions)
         self.charge_metadata = True  # False: charges without the PaymentIntent's metadata
         # the balance: one transaction per charge and per refund, newest listed first
@@ -122,6 +132,12 @@ class FakeStripe(FakeGateway):
             return _error(400, "line_items[0] needs quantity and price_data[currency, unit_amount, product_data]")
         if amount <= 0 or quantity != 1 or currency != currency.lower() or len(currency) != 3 or not name:
             return _error(400, "Invalid line item")
+        customer = form.get("customer")
+        if customer is not None and customer not in self.customers:
+            return _error(400, f"No such customer: '{customer}'", code="resource_missing")
+        setup = form.get("payment_intent_data", {}).get("setup_future_usage")
+        if setup not in (None, "on_session", "off_session"):
+            return _error(400, "Invalid setup_future_usage")
         session_id = _id("cs")
         session = {
             "id": session_id, "object": "checkout.session", "mode": "payment", "status": "open",
@@ -130,6 +146,7 @@ class FakeStripe(FakeGateway):
             "metadata": form.get("metadata", {}), "success_url": form["success_url"],
             "cancel_url": form["cancel_url"], "url": f"{self.base_url}/c/pay/{session_id}", "livemode": False,
             "_intent_metadata": form.get("payment_intent_data", {}).get("metadata", {}), "_name": name,
+            "customer": customer, "_setup_future_usage": setup,
         }
         self.sessions[session_id] = session
         return Reply(200, self._public(session))
@@ -282,18 +299,25 @@ class FakeStripe(FakeGateway):
             session.update(status="complete", payment_status="unpaid")
             return self.event("checkout.session.completed", self._public(session))
 
-    def pay(self, session_id: str, *, asynchronous: bool = False) -> list[dict]:
+    def pay(self, session_id: str, *, asynchronous: bool = False, last4: str = "4242",
+            brand: str = "visa") -> list[dict]:
         """The buyer pays on the hosted page: PaymentIntent + charge, the session paid.
         Returns the events Stripe would send (session completed, intent succeeded;
-        ``asynchronous``: checkout.session.async_payment_succeeded instead)."""
+        ``asynchronous``: checkout.session.async_payment_succeeded instead). A session
+        on a Customer with ``setup_future_usage`` attaches the card to the Customer."""
         with self.lock:
             session = self.sessions[session_id]
             intent_id, charge_id = _id("pi"), _id("ch")
             metadata = dict(session["_intent_metadata"])
+            method = self._payment_method(last4, brand)
+            if session.get("customer") and session.get("_setup_future_usage"):
+                method["customer"] = session["customer"]
             self.intents[intent_id] = {"id": intent_id, "object": "payment_intent", "status": "succeeded",
                                        "amount": session["amount_total"], "amount_received": session["amount_total"],
                                        "currency": session["currency"], "metadata": metadata,
-                                       "latest_charge": charge_id, "livemode": False}
+                                       "latest_charge": charge_id, "livemode": False,
+                                       "customer": session.get("customer"), "payment_method": method["id"],
+                                       "setup_future_usage": session.get("_setup_future_usage")}
             self.charges[charge_id] = {"id": charge_id, "object": "charge", "amount": session["amount_total"],
                                        "amount_refunded": 0, "refunded": False, "currency": session["currency"],
                                        "payment_intent": intent_id, "paid": True, "status": "succeeded",
@@ -349,6 +373,121 @@ class FakeStripe(FakeGateway):
             if not self.charge_metadata:
                 charge["metadata"] = {}
             return self.event("charge.refunded", charge)
+
+    # --- customers, saved cards and off-session charges ---------------------------------
+    def _payment_method(self, last4: str, brand: str) -> dict:
+        method = {"id": _id("pm"), "object": "payment_method", "type": "card", "customer": None,
+                  "card": {"brand": brand, "last4": last4, "exp_month": 12, "exp_year": 2030}, "_refuses": ""}
+        self.payment_methods[method["id"]] = method
+        return method
+
+    def card_refuses(self, payment_method_id: str, code: str = "card_declined") -> None:
+        """From now on the bank refuses off-session charges to this card with ``code``
+        (``""``: accepts again)."""
+        with self.lock:
+            self.payment_methods[payment_method_id]["_refuses"] = code
+
+    @route("POST", r"/v1/customers")
+    def create_customer(self, request):
+        return self._post(request, self._create_customer)
+
+    def _create_customer(self, form: dict) -> Reply:
+        customer = {"id": _id("cus"), "object": "customer", "name": form.get("name"),
+                    "metadata": form.get("metadata", {}), "invoice_settings": {"default_payment_method": None},
+                    "livemode": False}
+        self.customers[customer["id"]] = customer
+        return Reply(200, customer)
+
+    @route("POST", r"/v1/customers/(?P<customer_id>[^/]+)")
+    def update_customer(self, request, customer_id):
+        return self._post(request, lambda form: self._update_customer(customer_id, form))
+
+    def _update_customer(self, customer_id: str, form: dict) -> Reply:
+        customer = self.customers.get(customer_id)
+        if customer is None:
+            return _error(404, f"No such customer: '{customer_id}'", code="resource_missing")
+        default = form.get("invoice_settings", {}).get("default_payment_method")
+        if default is not None:
+            method = self.payment_methods.get(default)
+            if method is None or method["customer"] != customer_id:
+                return _error(400, f"The payment method {default} is not attached to this customer.")
+            customer["invoice_settings"]["default_payment_method"] = default
+        return Reply(200, customer)
+
+    @route("GET", r"/v1/customers/(?P<customer_id>[^/]+)")
+    def show_customer(self, request, customer_id):
+        refusal = self._authorised(request)
+        if refusal:
+            return refusal
+        customer = self.customers.get(customer_id)
+        if customer is None:
+            return _error(404, f"No such customer: '{customer_id}'", code="resource_missing")
+        return customer
+
+    @route("GET", r"/v1/payment_methods/(?P<method_id>[^/]+)")
+    def show_payment_method(self, request, method_id):
+        refusal = self._authorised(request)
+        if refusal:
+            return refusal
+        method = self.payment_methods.get(method_id)
+        if method is None:
+            return _error(404, f"No such PaymentMethod: '{method_id}'", code="resource_missing")
+        return self._public(method)
+
+    @route("GET", r"/v1/payment_intents/(?P<intent_id>[^/]+)")
+    def show_intent(self, request, intent_id):
+        refusal = self._authorised(request)
+        if refusal:
+            return refusal
+        intent = self.intents.get(intent_id)
+        if intent is None:
+            return _error(404, f"No such payment_intent: '{intent_id}'", code="resource_missing")
+        return intent
+
+    @route("POST", r"/v1/payment_intents")
+    def create_intent(self, request):
+        return self._post(request, self._create_intent)
+
+    _REFUSALS = {
+        "card_declined": ("card_declined", "generic_decline", "Your card was declined."),
+        "insufficient_funds": ("card_declined", "insufficient_funds", "Your card has insufficient funds."),
+        "authentication_required": ("authentication_required", "authentication_required",
+                                    "Your card was declined. This transaction requires authentication."),
+    }
+
+    def _create_intent(self, form: dict) -> Reply:
+        try:
+            amount, currency = int(form["amount"]), form["currency"]
+        except (KeyError, ValueError):
+            return _error(400, "amount and currency are required")
+        if amount <= 0 or currency != currency.lower() or len(currency) != 3:
+            return _error(400, "Invalid amount or currency")
+        if form.get("confirm") != "true" or form.get("off_session") != "true":
+            return _error(400, "This fake only charges saved cards: confirm=true and off_session=true")
+        customer_id, method_id = form.get("customer", ""), form.get("payment_method", "")
+        method = self.payment_methods.get(method_id)
+        if customer_id not in self.customers:
+            return _error(400, f"No such customer: '{customer_id}'", code="resource_missing")
+        if method is None or method["customer"] != customer_id:
+            return _error(400, f"The payment method {method_id} does not belong to customer {customer_id}.")
+        intent_id = _id("pi")
+        intent = {"id": intent_id, "object": "payment_intent", "amount": amount, "currency": currency,
+                  "customer": customer_id, "payment_method": method_id, "metadata": form.get("metadata", {}),
+                  "description": form.get("description"), "livemode": False}
+        self.intents[intent_id] = intent
+        if method["_refuses"]:
+            code, decline_code, message = self._REFUSALS[method["_refuses"]]
+            intent.update(status="requires_payment_method", amount_received=0, latest_charge=None,
+                          last_payment_error={"type": "card_error", "code": code, "decline_code": decline_code,
+                                              "message": message})
+            return Reply(402, {"error": {"type": "card_error", "code": code, "decline_code": decline_code,
+                                         "message": message, "payment_intent": dict(intent)}})
+        charge_id = _id("ch")
+        self.charges[charge_id] = {"id": charge_id, "object": "charge", "amount": amount, "amount_refunded": 0,
+                                   "refunded": False, "currency": currency, "payment_intent": intent_id,
+                                   "paid": True, "status": "succeeded", "metadata": intent["metadata"]}
+        intent.update(status="succeeded", amount_received=amount, latest_charge=charge_id)
+        return Reply(200, dict(intent))
 
     # --- events ------------------------------------------------------------------------
     def event(self, kind: str, obj: dict, *, livemode: bool = False) -> dict:
