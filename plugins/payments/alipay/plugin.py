@@ -122,9 +122,6 @@ class AlipaySettingsForm(forms.Form):
         return cleaned
 
 
-def _rejected(reason: str) -> WebhookRejected:
-    return WebhookRejected(reason, status=400)
-
 
 class AlipayPaymentPlugin(GatewayPaymentPlugin):
     slug = "alipay"
@@ -240,32 +237,32 @@ class AlipayPaymentPlugin(GatewayPaymentPlugin):
     # --- notifications ----------------------------------------------------------------------
     def handle_webhook(self, request) -> list[GatewayEvent]:
         if request.content_type != "application/x-www-form-urlencoded":
-            raise _rejected("Alipay notifications are form-encoded.")
+            raise WebhookRejected("Alipay notifications are form-encoded.")
         if len(request.body) > 16384:
-            raise _rejected("The notification is too large.")
+            raise WebhookRejected("The notification is too large.")
         lists = dict(request.POST.lists())
         if any(len(values) != 1 for values in lists.values()):
-            raise _rejected("A parameter appears more than once.")
+            raise WebhookRejected("A parameter appears more than once.")
         params = {name: values[0] for name, values in lists.items()}
         if params.get("sign_type") != "RSA2" or not params.get("sign"):
-            raise _rejected("The notification is not signed with RSA2.")
+            raise WebhookRejected("The notification is not signed with RSA2.")
         try:
             public_key = self._public_key()
         except PaymentError:
-            raise _rejected("The Alipay plugin has no Alipay public key, so no notification can be verified.") \
+            raise WebhookRejected("The Alipay plugin has no Alipay public key, so no notification can be verified.") \
                 from None
         if not signing.verify(signing.notification_content(params), params["sign"], public_key):
-            raise _rejected("The signature does not match.")
+            raise WebhookRejected("The signature does not match.")
         # genuine from here on: now check it is meant for this shop's application
         if params.get("app_id") != self.settings.get("app_id"):
-            raise _rejected("The notification is for another Alipay application.")
+            raise WebhookRejected("The notification is for another Alipay application.")
         seller_id = self.settings.get("seller_id")
         if seller_id and params.get("seller_id") != seller_id:
-            raise _rejected("The notification is for another Alipay seller.")
+            raise WebhookRejected("The notification is for another Alipay seller.")
         sent_at = china.parse_beijing_time(params.get("notify_time", ""))
         now = datetime.now(timezone.utc)
         if sent_at is None or sent_at < now - NOTIFY_MAX_AGE or sent_at > now + NOTIFY_MAX_AHEAD:
-            raise _rejected("The notification's notify_time is missing or too far from now.")
+            raise WebhookRejected("The notification's notify_time is missing or too far from now.")
         if params.get("notify_type") != "trade_status_sync":
             return [GatewayEvent(event_id="ignored", kind="ignored", raw=params)]
         return [self._event(params)]
@@ -274,18 +271,18 @@ class AlipayPaymentPlugin(GatewayPaymentPlugin):
         trade_no, out_trade_no, status = params.get("trade_no", ""), params.get("out_trade_no", ""), \
             params.get("trade_status", "")
         if not TRADE_NO_RE.match(trade_no) or not TRADE_NO_RE.match(out_trade_no):
-            raise _rejected("The notification lacks trade_no or out_trade_no.")
+            raise WebhookRejected("The notification lacks trade_no or out_trade_no.")
         try:
             total = china.fen(params.get("total_amount", ""))
         except ValueError:
-            raise _rejected("The notification's total_amount is not an amount.") from None
+            raise WebhookRejected("The notification's total_amount is not an amount.") from None
         common = {"payment_reference": china.payment_reference(out_trade_no), "external_id": out_trade_no,
                   "currency": china.CNY, "raw": params}
         refund_no = params.get("out_biz_no", "")
         if refund_no and params.get("refund_fee"):
             # a refund: partial ones keep TRADE_SUCCESS, a full one closes the trade
             if not TRADE_NO_RE.match(refund_no):
-                raise _rejected("The refund notification has a malformed out_biz_no.")
+                raise WebhookRejected("The refund notification has a malformed out_biz_no.")
             return GatewayEvent(event_id=f"{trade_no}:refund:{refund_no}", kind="refund.succeeded",
                                 amount=self._refund_amount(out_trade_no, refund_no), refund_external_id=refund_no,
                                 **common)

@@ -124,9 +124,6 @@ class EPaySettingsForm(forms.Form):
         return value
 
 
-def _rejected(reason: str) -> WebhookRejected:
-    return WebhookRejected(reason, status=400)
-
 
 class EPayPaymentPlugin(GatewayPaymentPlugin):
     slug = "epay"
@@ -227,19 +224,19 @@ class EPayPaymentPlugin(GatewayPaymentPlugin):
         source = request.GET if request.method == "GET" else request.POST
         lists = dict(source.lists())
         if not lists or any(len(values) != 1 for values in lists.values()):
-            raise _rejected("The notify has no parameters or repeats one.")
+            raise WebhookRejected("The notify has no parameters or repeats one.")
         params = {name: values[0] for name, values in lists.items()}
         try:
             key = self._key()
         except PaymentError:
-            raise _rejected("The EPay plugin has no merchant key, so no notify can be verified.") from None
+            raise WebhookRejected("The EPay plugin has no merchant key, so no notify can be verified.") from None
         if (params.get("sign_type") or "MD5").upper() != "MD5" or not signing.verify(params, key):
-            raise _rejected("The signature does not match.")
+            raise WebhookRejected("The signature does not match.")
         if params.get("pid") != self.pid:
-            raise _rejected("The notify is for another merchant id.")
+            raise WebhookRejected("The notify is for another merchant id.")
         out_trade_no = params.get("out_trade_no", "")
         if not TRADE_NO_RE.match(out_trade_no):
-            raise _rejected("The notify lacks out_trade_no.")
+            raise WebhookRejected("The notify lacks out_trade_no.")
         if params.get("trade_status") != "TRADE_SUCCESS":
             return [GatewayEvent(event_id="ignored", kind="ignored", raw=params)]
         # the signature only says someone knows the key: ask the gateway itself

@@ -98,9 +98,6 @@ class PayPalSettingsForm(forms.Form):
         return cleaned
 
 
-def _rejected(reason: str, status: int = 400) -> WebhookRejected:
-    return WebhookRejected(reason, status=status)
-
 
 def _amount_of(obj: Any, field: str = "amount") -> tuple[int, str]:
     """``{"amount": {"currency_code": "USD", "value": "12.34"}}`` -> (1234, "USD")."""
@@ -114,14 +111,14 @@ def _amount_of(obj: Any, field: str = "amount") -> tuple[int, str]:
                 minor = 0
             if minor > 0:
                 return minor, currency
-    raise _rejected(f"PayPal's {field} is missing or malformed.")
+    raise WebhookRejected(f"PayPal's {field} is missing or malformed.")
 
 
 def _id(obj: dict, name: str = "id") -> str:
     value = obj.get(name)
     if isinstance(value, str) and _PAYPAL_ID_RE.match(value):
         return value
-    raise _rejected(f"PayPal's object has no valid {name}.")
+    raise WebhookRejected(f"PayPal's object has no valid {name}.")
 
 
 def _reference(*objects: Any) -> str:
@@ -309,22 +306,22 @@ class PayPalPaymentPlugin(GatewayPaymentPlugin):
     def handle_webhook(self, request) -> list[GatewayEvent]:
         webhook_id = self.settings.get("webhook_id") or ""
         if not webhook_id:
-            raise _rejected("PayPal is not set up in this shop: no webhook ID, so no event can be verified.")
+            raise WebhookRejected("PayPal is not set up in this shop: no webhook ID, so no event can be verified.")
         headers = self._transmission_headers(request)
         raw = request.body
         try:
             payload = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
-            raise _rejected("The body is not JSON.") from None
+            raise WebhookRejected("The body is not JSON.") from None
         if not isinstance(payload, dict) or not isinstance(payload.get("resource"), dict) \
                 or not isinstance(payload.get("id"), str) or not _EVENT_ID_RE.match(payload["id"]) \
                 or not isinstance(payload.get("event_type"), str):
-            raise _rejected("The event lacks an id, an event_type or a resource.")
+            raise WebhookRejected("The event lacks an id, an event_type or a resource.")
         self._verify(headers, webhook_id, raw)
         try:
             return self.events_from_payload(payload)
         except PaymentError as exc:  # capturing or reading back failed: PayPal sends the event again
-            raise _rejected(f"PayPal could not be asked about this event: {exc.message}", 503) from None
+            raise WebhookRejected(f"PayPal could not be asked about this event: {exc.message}", 503) from None
 
     def _transmission_headers(self, request) -> dict[str, str]:
         names = {"auth_algo": "PAYPAL-AUTH-ALGO", "cert_url": "PAYPAL-CERT-URL",
@@ -333,21 +330,21 @@ class PayPalPaymentPlugin(GatewayPaymentPlugin):
         values = {field: request.headers.get(header, "") for field, header in names.items()}
         missing = [names[field] for field, value in values.items() if not value or len(value) > 2000]
         if missing:
-            raise _rejected(f"Missing PayPal header(s): {', '.join(missing)}.")
+            raise WebhookRejected(f"Missing PayPal header(s): {', '.join(missing)}.")
         if values["auth_algo"] not in AUTH_ALGOS:
-            raise _rejected("Unknown PAYPAL-AUTH-ALGO.")
+            raise WebhookRejected("Unknown PAYPAL-AUTH-ALGO.")
         if not re.fullmatch(r"[A-Za-z0-9-]{1,100}", values["transmission_id"]):
-            raise _rejected("Malformed PAYPAL-TRANSMISSION-ID.")
+            raise WebhookRejected("Malformed PAYPAL-TRANSMISSION-ID.")
         if not values["cert_url"].startswith(("https://", "http://")):
-            raise _rejected("Malformed PAYPAL-CERT-URL.")
+            raise WebhookRejected("Malformed PAYPAL-CERT-URL.")
         try:
             sent = datetime.fromisoformat(values["transmission_time"].replace("Z", "+00:00"))
         except ValueError:
-            raise _rejected("Malformed PAYPAL-TRANSMISSION-TIME.") from None
+            raise WebhookRejected("Malformed PAYPAL-TRANSMISSION-TIME.") from None
         if sent.tzinfo is None:
-            raise _rejected("Malformed PAYPAL-TRANSMISSION-TIME.")
+            raise WebhookRejected("Malformed PAYPAL-TRANSMISSION-TIME.")
         if abs((datetime.now(timezone.utc) - sent).total_seconds()) > TOLERANCE_SECONDS:
-            raise _rejected(f"The transmission time is more than {TOLERANCE_SECONDS} seconds off.")
+            raise WebhookRejected(f"The transmission time is more than {TOLERANCE_SECONDS} seconds off.")
         return values
 
     def _verify(self, headers: dict[str, str], webhook_id: str, raw: bytes) -> None:
@@ -359,11 +356,11 @@ class PayPalPaymentPlugin(GatewayPaymentPlugin):
             body = self._ok(self._request("POST", "/v1/notifications/verify-webhook-signature", content=content,
                                           idempotent=True))
         except PaymentRetryable:
-            raise _rejected("PayPal could not be asked to verify the event; send it again later.", 503) from None
+            raise WebhookRejected("PayPal could not be asked to verify the event; send it again later.", 503) from None
         except PaymentError as exc:
-            raise _rejected(f"The event could not be verified: {exc.message}") from None
+            raise WebhookRejected(f"The event could not be verified: {exc.message}") from None
         if body.get("verification_status") != "SUCCESS":
-            raise _rejected("PayPal says the signature does not match.")
+            raise WebhookRejected("PayPal says the signature does not match.")
 
     def events_from_payload(self, payload: dict) -> list[GatewayEvent]:
         event_id, kind, resource = payload["id"], payload["event_type"], payload["resource"]
@@ -413,7 +410,7 @@ class PayPalPaymentPlugin(GatewayPaymentPlugin):
             up = next((link.get("href") for link in links if isinstance(link, dict) and link.get("rel") == "up"), "")
             match = re.search(r"/v2/payments/captures/([A-Z0-9]{5,40})$", up or "")
             if not match:
-                raise _rejected("The refund does not name its capture.")
+                raise WebhookRejected("The refund does not name its capture.")
             capture = self._ok(self._request("GET", f"/v2/payments/captures/{match.group(1)}"))
             reference = _reference(capture)
             related = capture.get("supplementary_data", {}).get("related_ids", {}) \

@@ -79,30 +79,27 @@ class SandboxSettingsForm(forms.Form):
         return key
 
 
-def _rejected(reason: str) -> WebhookRejected:
-    return WebhookRejected(reason, status=400)
-
 
 def parse_signature_header(header: str) -> tuple[int, list[str]]:
     """``t=<unix>,v1=<hex>[,v1=<hex>…]`` -> (timestamp, signatures); anything else is refused."""
     if not header or len(header) > 1000:
-        raise _rejected("Missing or oversized Sandbox-Signature header.")
+        raise WebhookRejected("Missing or oversized Sandbox-Signature header.")
     timestamp, signatures = None, []
     for part in header.split(","):
         name, sep, value = part.strip().partition("=")
         if not sep:
-            raise _rejected("Malformed Sandbox-Signature header.")
+            raise WebhookRejected("Malformed Sandbox-Signature header.")
         if name == "t":
             if timestamp is not None or not re.fullmatch(r"[0-9]{1,12}", value):
-                raise _rejected("Malformed timestamp in the Sandbox-Signature header.")
+                raise WebhookRejected("Malformed timestamp in the Sandbox-Signature header.")
             timestamp = int(value)
         elif name == "v1":
             if not re.fullmatch(r"[0-9a-f]{64}", value):
-                raise _rejected("Malformed signature in the Sandbox-Signature header.")
+                raise WebhookRejected("Malformed signature in the Sandbox-Signature header.")
             signatures.append(value)
         # other schemes (v0, future versions) are ignored, as Stripe's clients do
     if timestamp is None or not signatures:
-        raise _rejected("The Sandbox-Signature header needs t= and v1=.")
+        raise WebhookRejected("The Sandbox-Signature header needs t= and v1=.")
     return timestamp, signatures
 
 
@@ -110,10 +107,10 @@ def verify_signature(*, secret: str, header: str, body: bytes, now: float | None
     timestamp, signatures = parse_signature_header(header)
     now = int(time.time() if now is None else now)
     if abs(now - timestamp) > TOLERANCE_SECONDS:  # both ways: replayed old events and clocks far ahead
-        raise _rejected(f"The signature timestamp is more than {TOLERANCE_SECONDS} seconds off.")
+        raise WebhookRejected(f"The signature timestamp is more than {TOLERANCE_SECONDS} seconds off.")
     expected = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
     if not any(hmac.compare_digest(expected, signature) for signature in signatures):
-        raise _rejected("The signature does not match.")
+        raise WebhookRejected("The signature does not match.")
 
 
 def _field(obj: dict, name: str, kind: str) -> Any:
@@ -126,18 +123,18 @@ def _field(obj: dict, name: str, kind: str) -> Any:
         return value
     if kind == "currency" and isinstance(value, str) and re.fullmatch(r"[A-Z]{3}", value):
         return value
-    raise _rejected(f"The event's object has no valid {name}.")
+    raise WebhookRejected(f"The event's object has no valid {name}.")
 
 
 def event_from_payload(payload: Any) -> GatewayEvent:
     """Map a verified sandbox event to our words; a malformed one is refused."""
     if not isinstance(payload, dict):
-        raise _rejected("The event is not a JSON object.")
+        raise WebhookRejected("The event is not a JSON object.")
     event_id, kind = payload.get("id"), payload.get("type")
     obj = payload.get("data", {}).get("object") if isinstance(payload.get("data"), dict) else None
     if not isinstance(event_id, str) or not _EVENT_ID_RE.match(event_id) or not isinstance(kind, str) \
             or not isinstance(obj, dict):
-        raise _rejected("The event lacks an id, a type or data.object.")
+        raise WebhookRejected("The event lacks an id, a type or data.object.")
     if kind in ("payment.succeeded", "payment.failed"):
         return GatewayEvent(event_id=event_id, kind=kind, payment_reference=_field(obj, "reference", "text"),
                             external_id=_field(obj, "id", "id"), amount=_field(obj, "amount", "amount"),
@@ -225,14 +222,14 @@ class SandboxPaymentPlugin(PaymentPlugin):
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
-            raise _rejected("The body is not JSON.") from None
+            raise WebhookRejected("The body is not JSON.") from None
         return [event_from_payload(payload)]
 
     def _secret_or_reject(self) -> str:
         try:
             return self._api_key()
         except PaymentError:
-            raise _rejected("The sandbox provider has no API key, so no webhook can be verified.") from None
+            raise WebhookRejected("The sandbox provider has no API key, so no webhook can be verified.") from None
 
     def refund(self, payment, amount: int) -> RefundOutcome:
         if not payment.external_id:

@@ -81,30 +81,27 @@ class StripeSettingsForm(forms.Form):
 
 # --- webhook signatures ----------------------------------------------------------------
 
-def _rejected(reason: str) -> WebhookRejected:
-    return WebhookRejected(reason, status=400)
-
 
 def parse_signature_header(header: str) -> tuple[int, list[str]]:
     """``t=<unix>,v1=<hex>[,v1=<hex>…][,v0=…]`` -> (timestamp, v1 signatures)."""
     if not header or len(header) > 2000:
-        raise _rejected("Missing or oversized Stripe-Signature header.")
+        raise WebhookRejected("Missing or oversized Stripe-Signature header.")
     timestamp, signatures = None, []
     for part in header.split(","):
         name, sep, value = part.strip().partition("=")
         if not sep:
-            raise _rejected("Malformed Stripe-Signature header.")
+            raise WebhookRejected("Malformed Stripe-Signature header.")
         if name == "t":
             if timestamp is not None or not re.fullmatch(r"[0-9]{1,12}", value):
-                raise _rejected("Malformed timestamp in the Stripe-Signature header.")
+                raise WebhookRejected("Malformed timestamp in the Stripe-Signature header.")
             timestamp = int(value)
         elif name == "v1":
             if not re.fullmatch(r"[0-9a-f]{64}", value):
-                raise _rejected("Malformed signature in the Stripe-Signature header.")
+                raise WebhookRejected("Malformed signature in the Stripe-Signature header.")
             signatures.append(value)
         # v0 (test-mode legacy) and future schemes are ignored, as Stripe's own libraries do
     if timestamp is None or not signatures:
-        raise _rejected("The Stripe-Signature header needs t= and v1=.")
+        raise WebhookRejected("The Stripe-Signature header needs t= and v1=.")
     return timestamp, signatures
 
 
@@ -119,10 +116,10 @@ def verify_signature(*, secret: str, header: str, body: bytes, now: float | None
     timestamp, signatures = parse_signature_header(header)
     now = int(time.time() if now is None else now)
     if abs(now - timestamp) > TOLERANCE_SECONDS:
-        raise _rejected(f"The signature timestamp is more than {TOLERANCE_SECONDS} seconds off.")
+        raise WebhookRejected(f"The signature timestamp is more than {TOLERANCE_SECONDS} seconds off.")
     expected = sign(secret, timestamp, body)
     if not any(hmac.compare_digest(expected, signature) for signature in signatures):
-        raise _rejected("The signature does not match.")
+        raise WebhookRejected("The signature does not match.")
     return timestamp
 
 
@@ -132,14 +129,14 @@ def _text(obj: dict, name: str, pattern: re.Pattern) -> str:
     value = obj.get(name)
     if isinstance(value, str) and pattern.match(value):
         return value
-    raise _rejected(f"The event's object has no valid {name}.")
+    raise WebhookRejected(f"The event's object has no valid {name}.")
 
 
 def _currency(obj: dict) -> str:
     value = obj.get("currency")
     if isinstance(value, str) and re.fullmatch(r"[a-z]{3}", value):
         return value.upper()
-    raise _rejected("The event's object has no valid currency.")
+    raise WebhookRejected("The event's object has no valid currency.")
 
 
 def _amount(obj: dict, name: str, currency: str) -> int:
@@ -149,7 +146,7 @@ def _amount(obj: dict, name: str, currency: str) -> int:
             return from_gateway_minor(value, currency, STRIPE_EXPONENTS)
     except ValueError:
         pass
-    raise _rejected(f"The event's object has no valid {name}.")
+    raise WebhookRejected(f"The event's object has no valid {name}.")
 
 
 def _reference(obj: dict) -> str:
@@ -238,13 +235,13 @@ class StripePaymentPlugin(GatewayPaymentPlugin):
         body = request.body
         secret = self.secret("webhook_secret")
         if not secret:
-            raise _rejected("Stripe is not set up in this shop: no webhook signing secret, so no event can be "
+            raise WebhookRejected("Stripe is not set up in this shop: no webhook signing secret, so no event can be "
                             "verified.")
         verify_signature(secret=secret, header=request.headers.get(SIGNATURE_HEADER, ""), body=body)
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
-            raise _rejected("The body is not JSON.") from None
+            raise WebhookRejected("The body is not JSON.") from None
         try:
             return self.events_from_payload(payload)
         except PaymentError as exc:  # looking a refund up failed: Stripe sends the event again
@@ -253,17 +250,17 @@ class StripePaymentPlugin(GatewayPaymentPlugin):
     def events_from_payload(self, payload: Any) -> list[GatewayEvent]:
         """Map a verified Stripe event to ours; malformed ones are refused."""
         if not isinstance(payload, dict):
-            raise _rejected("The event is not a JSON object.")
+            raise WebhookRejected("The event is not a JSON object.")
         event_id, kind = payload.get("id"), payload.get("type")
         data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
         obj = data.get("object")
         if not (isinstance(event_id, str) and _EVENT_ID_RE.match(event_id) and isinstance(kind, str)
                 and isinstance(obj, dict)):
-            raise _rejected("The event lacks an id, a type or data.object.")
+            raise WebhookRejected("The event lacks an id, a type or data.object.")
         key = self.secret("secret_key") or ""
         livemode = payload.get("livemode")
         if isinstance(livemode, bool) and key and livemode != ("_live_" in key):
-            raise _rejected("The event comes from Stripe's " + ("live" if livemode else "test")
+            raise WebhookRejected("The event comes from Stripe's " + ("live" if livemode else "test")
                             + " mode but the shop's key is for the other mode.")
         ignored = [GatewayEvent(event_id=event_id, kind="ignored", raw=payload)]
         if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):

@@ -144,9 +144,6 @@ class WeChatPaySettingsForm(forms.Form):
         return cleaned
 
 
-def _rejected(reason: str) -> WebhookRejected:
-    return WebhookRejected(reason, status=400)
-
 
 class WeChatPayPaymentPlugin(GatewayPaymentPlugin):
     slug = "wechatpay"
@@ -270,19 +267,19 @@ class WeChatPayPaymentPlugin(GatewayPaymentPlugin):
     # --- notifications ----------------------------------------------------------------------
     def handle_webhook(self, request) -> list[GatewayEvent]:
         if len(request.body) > 65536:
-            raise _rejected("The notification is too large.")
+            raise WebhookRejected("The notification is too large.")
         try:
             body = request.body.decode("utf-8")
         except UnicodeDecodeError:
-            raise _rejected("The notification is not UTF-8.") from None
+            raise WebhookRejected("The notification is not UTF-8.") from None
         signature_type = request.headers.get("Wechatpay-Signature-Type")
         if signature_type and signature_type != signing.SCHEMA:
-            raise _rejected(f"Only {signing.SCHEMA} signatures are accepted.")
+            raise WebhookRejected(f"Only {signing.SCHEMA} signatures are accepted.")
         try:
             keys = self._verification_keys()
             apiv3_key = signing.apiv3_key_bytes(self.require_secret("apiv3_key", "APIv3 key"))
         except (PaymentError, signing.KeyFormatError):
-            raise _rejected("The WeChat Pay plugin lacks its platform certificate (or public key) or APIv3 key, so "
+            raise WebhookRejected("The WeChat Pay plugin lacks its platform certificate (or public key) or APIv3 key, so "
                             "no notification can be verified.") from None
         try:
             signing.verify_signed_message(
@@ -291,43 +288,43 @@ class WeChatPayPaymentPlugin(GatewayPaymentPlugin):
                 signature=request.headers.get("Wechatpay-Signature", ""),
                 serial=request.headers.get("Wechatpay-Serial", ""), body=body, keys=keys)
         except signing.SignatureError as exc:
-            raise _rejected(str(exc)) from None
+            raise WebhookRejected(str(exc)) from None
         try:
             payload = json.loads(body)
         except ValueError:
-            raise _rejected("The notification is not JSON.") from None
+            raise WebhookRejected("The notification is not JSON.") from None
         if not isinstance(payload, dict) or not isinstance(payload.get("id"), str) \
                 or not EVENT_ID_RE.match(payload["id"]) or not isinstance(payload.get("event_type"), str):
-            raise _rejected("The notification lacks an id or an event_type.")
+            raise WebhookRejected("The notification lacks an id or an event_type.")
         try:
             resource = json.loads(signing.decrypt_resource(payload.get("resource"), apiv3_key))
         except signing.SignatureError as exc:
-            raise _rejected(str(exc)) from None
+            raise WebhookRejected(str(exc)) from None
         except ValueError:
-            raise _rejected("The decrypted resource is not JSON.") from None
+            raise WebhookRejected("The decrypted resource is not JSON.") from None
         if not isinstance(resource, dict):
-            raise _rejected("The decrypted resource is not an object.")
+            raise WebhookRejected("The decrypted resource is not an object.")
         raw = {"id": payload["id"], "event_type": payload["event_type"], "resource": resource}
         return [self._event(payload["id"], payload["event_type"], resource, raw)]
 
     def _event(self, event_id: str, event_type: str, resource: dict, raw: dict) -> GatewayEvent:
         if resource.get("mchid") != self.mchid:
-            raise _rejected("The notification is for another merchant id.")
+            raise WebhookRejected("The notification is for another merchant id.")
         out_trade_no = resource.get("out_trade_no")
         amount = resource.get("amount")
         if not isinstance(out_trade_no, str) or not OUT_NO_RE.match(out_trade_no) or not isinstance(amount, dict):
-            raise _rejected("The notification lacks out_trade_no or amount.")
+            raise WebhookRejected("The notification lacks out_trade_no or amount.")
         common = {"payment_reference": china.payment_reference(out_trade_no), "external_id": out_trade_no, "raw": raw}
         if event_type == "TRANSACTION.SUCCESS":
             if resource.get("appid") != self.settings.get("appid") or resource.get("trade_state") != "SUCCESS":
-                raise _rejected("The transaction is for another AppID or not successful.")
+                raise WebhookRejected("The transaction is for another AppID or not successful.")
             return GatewayEvent(event_id=event_id, kind="payment.succeeded", amount=self._fen(amount, "total"),
                                 currency=str(amount.get("currency", "")), **common)
         if event_type == "REFUND.SUCCESS":
             refund_no = resource.get("out_refund_no")
             if resource.get("refund_status") != "SUCCESS" or not isinstance(refund_no, str) \
                     or not OUT_NO_RE.match(refund_no):
-                raise _rejected("The refund notification lacks out_refund_no or is not successful.")
+                raise WebhookRejected("The refund notification lacks out_refund_no or is not successful.")
             return GatewayEvent(event_id=event_id, kind="refund.succeeded", amount=self._fen(amount, "refund"),
                                 currency=china.CNY, refund_external_id=refund_no, **common)
         if event_type.startswith("REFUND."):
@@ -338,7 +335,7 @@ class WeChatPayPaymentPlugin(GatewayPaymentPlugin):
     def _fen(amount: dict, name: str) -> int:
         value = amount.get(name)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise _rejected(f"The notification's amount.{name} is not a positive whole number of fen.")
+            raise WebhookRejected(f"The notification's amount.{name} is not a positive whole number of fen.")
         return value
 
     def webhook_response(self, results: list[str]):
