@@ -14,11 +14,13 @@ ROLE_CAN_SEE_BOOKS = {"owner", "admin", "finance"}
 
 
 class RateLimitedLoginMixin:
+    login_form_path = "platform_core.auth_forms.RateLimitedAuthenticationForm"
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        from platform_core.auth_forms import RateLimitedAuthenticationForm
+        from django.utils.module_loading import import_string
 
-        self.login_form = RateLimitedAuthenticationForm
+        self.login_form = import_string(self.login_form_path)
 
 
 class PlatformConsole(RateLimitedLoginMixin, UnfoldAdminSite):
@@ -47,6 +49,7 @@ class ShopConsole(RateLimitedLoginMixin, UnfoldAdminSite):
     index_title = _("Your shop")
     settings_name = "UNFOLD_SHOP"
     index_template = "kameng/manage/index.html"
+    login_form_path = "platform_core.auth_forms.ShopConsoleAuthenticationForm"
 
     def has_permission(self, request):
         return shop_role(request) is not None

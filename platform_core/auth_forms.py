@@ -16,3 +16,16 @@ class RateLimitedAuthenticationForm(AuthenticationForm):
         ):
             raise ValidationError("Too many sign-in attempts. Wait a minute and try again.", code="rate_limited")
         return super().clean()
+
+
+class ShopConsoleAuthenticationForm(RateLimitedAuthenticationForm):
+    """The shop console's sign-in: members of the shop of this host, staff or not
+    (``is_staff`` means platform staff; the admin form would refuse every shop owner)."""
+
+    def confirm_login_allowed(self, user):
+        from tenants.services import membership_for
+
+        shop = getattr(self.request, "tenant", None)
+        if not user.is_active or not getattr(shop, "pk", None) or membership_for(user, shop) is None:
+            raise ValidationError("Please enter the e-mail and password of a member of this shop.",
+                                  code="invalid_login")

@@ -112,3 +112,22 @@ def test_api_token_page_creates_a_working_token(shop_client, alpha, alice):
     key = page.split('data-testid="token">')[1].split("<")[0]
     api = Client(HTTP_HOST="alpha.kameng.test", HTTP_AUTHORIZATION=f"Token {key}")
     assert api.get("/api/v1/shop/").json()["slug"] == "alpha"
+
+
+def test_shop_members_sign_in_to_their_shop_console_with_a_password(alpha, bravo, shop_client, platform_client):
+    from tenants.models import Merchant, ShopMembership
+
+    owner = Merchant.objects.create_user("signin-owner@example.com", "a-long-password-1")
+    ShopMembership.objects.create(shop=alpha, merchant=owner, role="owner")
+    assert not owner.is_staff  # platform staff is another thing
+    form = {"username": "signin-owner@example.com", "password": "a-long-password-1"}
+
+    signed_in = shop_client(alpha).post("/manage/login/?next=/manage/", form)
+    assert signed_in.status_code == 302 and signed_in["Location"] == "/manage/"
+    other_shop = shop_client(bravo).post("/manage/login/?next=/manage/", form)
+    assert other_shop.status_code == 200 and "member of this shop" in other_shop.content.decode()
+    wrong = shop_client(alpha).post("/manage/login/?next=/manage/", {**form, "password": "nope-nope-nope"})
+    assert wrong.status_code == 200
+    # the platform console still wants platform staff
+    console = platform_client.post("/console/login/?next=/console/", form)
+    assert console.status_code == 200 and "staff account" in console.content.decode()
