@@ -3,10 +3,9 @@ requests that race at the boundary end with exactly the limit, never one more; p
 without the limit (or far from it) take no lock, so checkout stays parallel."""
 from __future__ import annotations
 
-import threading
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django_tenants.utils import tenant_context
 
 from billing.limits import LOCK_WHEN_ROOM_BELOW, forget_plan_cache, limit_refusal
@@ -16,6 +15,7 @@ from platform_core.catalog.models import Product
 from tenants import schema as schemas
 from tenants.services import membership_add
 from tests.conftest import PASSWORD
+from tests.parallel import all_at_once
 
 RACERS = 8
 
@@ -45,25 +45,7 @@ def racing_shop(django_db_setup, django_db_blocker):
 
 
 def _all_at_once(count, work):
-    """Run ``work(n)`` on ``count`` threads released together; their results in order."""
-    barrier = threading.Barrier(count)
-    results: list = [None] * count
-
-    def run(n):
-        try:
-            barrier.wait()
-            results[n] = work(n)
-        except Exception as exc:  # noqa: BLE001 - asserted by the caller
-            results[n] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
+    return all_at_once(count, work, timeout=60)
 
 
 def test_parallel_product_creations_at_the_boundary_end_with_exactly_the_limit(racing_shop):

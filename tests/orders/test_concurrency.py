@@ -2,10 +2,9 @@
 twice, none lost, and a webhook delivered many times at once pays once."""
 from __future__ import annotations
 
-import threading
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django_tenants.utils import tenant_context
 
 from platform_core.inventory.models import CardKey, DeliveredKey
@@ -17,6 +16,7 @@ from platform_core.payments.models import Payment, WebhookEvent
 from platform_core.payments.services import record_event
 from plugins.payment import GatewayEvent
 from tests.commerce_helpers import make_product
+from tests.parallel import all_at_once
 
 COMMERCE_TABLES = ["inventory_deliveredkey", "inventory_cardkey", "inventory_importbatch", "payments_webhookevent",
                    "payments_refund", "payments_payment", "orders_ticketmessage", "orders_ticket", "orders_orderevent",
@@ -38,28 +38,14 @@ def committed_alpha(django_db_setup, django_db_blocker):
 
 
 def run_in_threads(count, target):
-    barrier = threading.Barrier(count)
-    results = [None] * count
-
-    def worker(n):
+    """``target(n)`` on ``count`` threads at once, each inside the alpha shop."""
+    def in_alpha(n):
         from tenants.models import Shop
 
-        try:
-            shop = Shop.objects.get(slug="alpha")
-            with tenant_context(shop):
-                barrier.wait()
-                results[n] = target(n)
-        except Exception as exc:  # noqa: BLE001 - collected and asserted by the test
-            results[n] = exc
-        finally:
-            connections.close_all()
+        with tenant_context(Shop.objects.get(slug="alpha")):
+            return target(n)
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
+    return all_at_once(count, in_alpha)
 
 
 def _pay(order_id):

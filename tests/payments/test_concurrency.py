@@ -23,6 +23,7 @@ from tenants import schema as schemas
 from tenants.models import Domain, Merchant, Shop, ShopDataKey, ShopMembership
 from tests.conftest import PASSWORD, host_of
 from tests.payments.conftest import enable_sandbox, make_stock, place_order, signed_post
+from tests.parallel import all_at_once
 
 CLOSED_PORT_URL = "http://127.0.0.1:9/hooks/payments/sandbox/"  # discard port: nothing answers
 
@@ -49,25 +50,7 @@ def race_shop(django_db_setup, django_db_blocker):
 
 
 def in_parallel(count: int, work) -> list:
-    """Run ``work(n)`` on ``count`` threads released together; each closes its connection."""
-    barrier = threading.Barrier(count)
-    results: list = [None] * count
-
-    def run(n):
-        try:
-            barrier.wait()
-            results[n] = work(n)
-        except Exception as exc:  # noqa: BLE001 - the test inspects it
-            results[n] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    return results
+    return all_at_once(count, work)
 
 
 def paid_at_gateway_without_webhook(shop, gateway, api_key, *, quantity=3):
