@@ -81,11 +81,12 @@ def _build_script(cursor, source: str) -> str:
                     f"coalesce((SELECT max({quote(column)}) FROM {quote(table)}), 0) + 1, false)"
                 )
         # keys, uniques, exclusions and foreign keys (LIKE copied NOT NULL and CHECK
-        # constraints as parsed trees, names included); foreign keys last
+        # constraints as parsed trees, names included); foreign keys last. Constraint
+        # triggers ('t') come back with the triggers below.
         cursor.execute(
             """SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
                FROM pg_constraint
-               WHERE connamespace = %s::regnamespace AND conrelid <> 0 AND contype NOT IN ('n', 'c')
+               WHERE connamespace = %s::regnamespace AND conrelid <> 0 AND contype NOT IN ('n', 'c', 't')
                ORDER BY contype = 'f', conrelid::regclass::text, conname""",
             [source],
         )

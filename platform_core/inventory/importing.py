@@ -4,8 +4,9 @@ Speed and memory (goal: 1,000,000 keys at >= 50,000 keys/s on 2 cores, flat memo
 
 * the file is streamed in chunks of :data:`CHUNK_SIZE` lines, never held whole, and
   at most a few chunks are in flight at once;
-* PostgreSQL does most of the work (eight indexes and two foreign-key checks per
-  key), so :data:`WRITERS` connections write chunks in parallel while a helper thread
+* PostgreSQL does most of the work (three index entries per key, one of them the
+  unique fingerprint; the SKU reference is checked once per statement, decision
+  0037), so :data:`WRITERS` connections write chunks in parallel while a helper thread
   computes the fingerprints and ciphertexts of the next ones (psycopg releases the
   GIL while it waits for the server);
 * a chunk goes to the database in one ``COPY`` into a temporary table and one
@@ -277,8 +278,8 @@ class InlineWriters:
 
 class ThreadedWriters:
     """``count`` threads, each with its own database connection in the shop's schema,
-    writing chunks as they come. PostgreSQL spends most of an import's time (indexes,
-    foreign-key checks), so two connections keep two cores busy."""
+    writing chunks as they come. PostgreSQL spends most of an import's time (index
+    entries), so two connections keep two cores busy."""
 
     _STOP = object()
 
