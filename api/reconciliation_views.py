@@ -31,7 +31,10 @@ class RunOutput(serializers.ModelSerializer):
     class Meta:
         model = ReconciliationRun
         fields = ["id", "provider", "day", "status", "message", "gateway_payments", "gateway_refunds",
-                  "gateway_net", "matched", "open_items", "finished_at", "findings"]
+                  "gateway_net", "matched", "open_items", "finished_at", "failed_attempts", "retry_at", "findings"]
+        extra_kwargs = {"failed_attempts": {"help_text": "Failed runs: tries in a row that failed."},
+                        "retry_at": {"help_text": "Failed runs: when Kameng tries again by itself (null: it "
+                                                  "will not; the message says what to fix)."}}
 
 
 class RunInput(serializers.Serializer):

@@ -28,6 +28,7 @@ app.conf.beat_schedule = {
     "poll-pending-payments": {"task": "payments.poll_pending", "schedule": 300.0},
     # gateways publish a day's settlement in the early morning (UTC+8 shops: before opening)
     "reconcile-payments": {"task": "payments.reconcile_yesterday", "schedule": crontab(hour=2, minute=30)},
+    "retry-failed-reconciliations": {"task": "payments.retry_failed_reconciliations", "schedule": 900.0},
     "refill-spare-shops": {
         "task": "tenants.tasks.refill_spare_shops",
         "schedule": 300.0,

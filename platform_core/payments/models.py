@@ -135,9 +135,15 @@ class ReconciliationRun(models.Model):
     open_items = models.IntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # failed runs: how many tries in a row failed, and when the next automatic one is due
+    # (None: no automatic retry — the cause needs the shop, or the tries are used up)
+    failed_attempts = models.PositiveSmallIntegerField(default=0)
+    retry_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["provider", "day"], name="one_reconciliation_per_day")]
+        indexes = [models.Index(fields=["retry_at"], name="reconciliation_retry_due",
+                                condition=models.Q(retry_at__isnull=False))]
         ordering = ["-day", "provider"]
 
 

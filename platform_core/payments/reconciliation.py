@@ -32,6 +32,10 @@ logger = logging.getLogger(__name__)
 Kind = ReconciliationItem.Kind
 ItemStatus = ReconciliationItem.Status
 MAX_DAYS_BACK = 400
+# a report the gateway has not published yet (PayPal: up to 3 hours late; Alipay and
+# WeChat Pay: about 9-10 a.m. China time) is tried again hourly, eight times in all
+RETRY_EVERY = timedelta(hours=1)
+AUTOMATIC_ATTEMPTS = 8
 
 
 class ReconciliationError(Exception):
@@ -76,12 +80,7 @@ def reconcile_day(*, provider_slug: str, day: date, actor=None, request=None) ->
         # each merchant account settles its own payments (a backup merchant's too)
         reports = [(bound, bound.settlement(day)) for bound in provider.every_account()]
     except PaymentError as exc:
-        run, _ = ReconciliationRun.objects.update_or_create(
-            provider=provider_slug, day=day,
-            defaults={"status": ReconciliationRun.Status.FAILED, "message": exc.message[:300],
-                      "finished_at": timezone.now()})
-        logger.warning("reconciliation of %s on %s failed: %s", provider_slug, day, exc.message)
-        return run
+        return _record_failure(provider_slug, day, exc)
     findings, matched, lines = [], 0, []
     for bound, account_lines in reports:
         account_findings, account_matched = _compare(bound, day, account_lines)
@@ -103,11 +102,41 @@ def reconcile_day(*, provider_slug: str, day: date, actor=None, request=None) ->
         run.open_items = run.items.filter(status=ItemStatus.OPEN).count()
         run.status = ReconciliationRun.Status.MISMATCHES if run.open_items else ReconciliationRun.Status.MATCHED
         run.message, run.finished_at = "", timezone.now()
+        run.failed_attempts, run.retry_at = 0, None
         run.save()
         audit_record(action="payments.reconciled", actor=actor, target=run, request=request,
                      data={"provider": provider_slug, "day": day.isoformat(), "matched": matched,
                            "open_items": run.open_items})
     return run
+
+
+def _record_failure(provider_slug: str, day: date, exc: PaymentError) -> ReconciliationRun:
+    """A failed run, with the next automatic try when waiting can help (a report not
+    published yet, a gateway down): hourly, up to :data:`AUTOMATIC_ATTEMPTS` in a row."""
+    now = timezone.now()
+    with transaction.atomic():
+        run, created = ReconciliationRun.objects.select_for_update().get_or_create(
+            provider=provider_slug, day=day, defaults={"status": ReconciliationRun.Status.FAILED})
+        run.failed_attempts = (run.failed_attempts if run.status == ReconciliationRun.Status.FAILED else 0) + 1
+        run.status, run.message, run.finished_at = ReconciliationRun.Status.FAILED, exc.message[:300], now
+        waiting_helps = exc.retryable and run.failed_attempts < AUTOMATIC_ATTEMPTS
+        run.retry_at = now + RETRY_EVERY if waiting_helps else None
+        run.save()
+    logger.warning("reconciliation of %s on %s failed (try %s, %s): %s", provider_slug, day, run.failed_attempts,
+                   f"next at {run.retry_at:%H:%M} UTC" if run.retry_at else "no automatic retry", exc.message)
+    return run
+
+
+def retry_due_reconciliations() -> list[ReconciliationRun]:
+    """Beat job, per shop: run again each failed day whose automatic retry is due."""
+    runs = []
+    for run in ReconciliationRun.objects.filter(status=ReconciliationRun.Status.FAILED,
+                                                retry_at__lte=timezone.now()).order_by("day", "provider"):
+        try:
+            runs.append(reconcile_day(provider_slug=run.provider, day=run.day))
+        except ReconciliationError as exc:  # the day is now too old, or the method was switched off
+            ReconciliationRun.objects.filter(pk=run.pk).update(retry_at=None, message=str(exc)[:300])
+    return runs
 
 
 def _compare(provider, day: date, lines: list[SettlementLine]) -> tuple[list[dict], int]:
