@@ -128,14 +128,28 @@ def _record_failure(provider_slug: str, day: date, exc: PaymentError) -> Reconci
 
 
 def retry_due_reconciliations() -> list[ReconciliationRun]:
-    """Beat job, per shop: run again each failed day whose automatic retry is due."""
+    """Beat job, per shop: run again each failed day whose automatic retry is due.
+
+    Each day is claimed first (its next try moved an interval on, rows locked by another
+    worker skipped), so overlapping jobs never try one day twice; an unexpected error
+    counts as a failed try and does not stop the other days."""
     runs = []
-    for run in ReconciliationRun.objects.filter(status=ReconciliationRun.Status.FAILED,
-                                                retry_at__lte=timezone.now()).order_by("day", "provider"):
+    due = ReconciliationRun.objects.filter(status=ReconciliationRun.Status.FAILED, retry_at__lte=timezone.now())
+    for run_id in due.order_by("day", "provider").values_list("pk", flat=True):
+        with transaction.atomic():
+            run = due.select_for_update(skip_locked=True).filter(pk=run_id).first()
+            if run is None:
+                continue  # another worker has it, or it is no longer due
+            run.retry_at = timezone.now() + RETRY_EVERY
+            run.save(update_fields=["retry_at"])
         try:
             runs.append(reconcile_day(provider_slug=run.provider, day=run.day))
         except ReconciliationError as exc:  # the day is now too old, or the method was switched off
             ReconciliationRun.objects.filter(pk=run.pk).update(retry_at=None, message=str(exc)[:300])
+        except Exception:  # noqa: BLE001 - one broken day must not stop the others
+            logger.exception("automatic reconciliation of %s on %s crashed", run.provider, run.day)
+            runs.append(_record_failure(run.provider, run.day, PaymentError(
+                "The report could not be compared (an error in Kameng, logged for the operator).", retryable=True)))
     return runs
 
 
@@ -271,7 +285,8 @@ def _close(item: ReconciliationItem, status: str, actor, resolution: str) -> Non
     item.save(update_fields=["status", "resolved_by", "resolved_at", "resolution"])
     run = item.run
     run.open_items = run.items.filter(status=ItemStatus.OPEN).count()
-    run.status = ReconciliationRun.Status.MISMATCHES if run.open_items else ReconciliationRun.Status.MATCHED
+    if run.status != ReconciliationRun.Status.FAILED:  # a failed last run stays failed (and due for its retry)
+        run.status = ReconciliationRun.Status.MISMATCHES if run.open_items else ReconciliationRun.Status.MATCHED
     run.save(update_fields=["open_items", "status"])
 
 

@@ -17,6 +17,7 @@ from platform_core.payments.reconciliation import (
 )
 from sandbox_gateway import serve_in_thread
 from tests.payments.conftest import enable_sandbox
+from tests.payments.test_reconciliation import seeded  # noqa: F401 - fixture
 
 Status = ReconciliationRun.Status
 
@@ -115,4 +116,50 @@ def test_console_and_api_say_when_the_next_try_is(sandbox_shop, gateway, alice, 
 
     ReconciliationRun.objects.update(failed_attempts=AUTOMATIC_ATTEMPTS, retry_at=None)
     html = shop_client(sandbox_shop, alice).get("/manage/reconciliation/").content.decode()
-    assert "No automatic retry after 8 failed tries" in html
+    assert "Not retried automatically" in html and "Tries again by itself" not in html
+
+
+def test_an_unexpected_error_counts_as_a_failed_try_and_other_days_still_run(sandbox_shop, gateway, api_key,
+                                                                              today, monkeypatch):
+    from plugins.payments.sandbox.plugin import SandboxPaymentPlugin
+
+    yesterday = today - timedelta(days=1)
+    real_settlement = SandboxPaymentPlugin.settlement
+
+    def settlement(self, day):
+        if day == yesterday:
+            raise RuntimeError("a bug while reading the report")
+        return real_settlement(self, day)
+
+    gateway.stop()
+    first = reconcile_day(provider_slug="sandbox", day=yesterday)
+    second = reconcile_day(provider_slug="sandbox", day=today)
+    back, base_url = serve_in_thread()
+    back.base = base_url
+    try:
+        enable_sandbox(sandbox_shop, back, api_key)
+        monkeypatch.setattr(SandboxPaymentPlugin, "settlement", settlement)
+        make_due(first)
+        make_due(second)
+        runs = {run.day: run for run in retry_due_reconciliations()}
+    finally:
+        back.stop()
+    assert runs[yesterday].status == Status.FAILED and runs[yesterday].failed_attempts == 2
+    assert "error in Kameng" in runs[yesterday].message and runs[yesterday].retry_at > timezone.now()
+    assert runs[today].status == Status.MATCHED
+
+
+def test_settling_a_finding_of_a_day_whose_last_run_failed_keeps_it_failed_and_due(seeded, gateway,  # noqa: F811
+                                                                                     alice):
+    from platform_core.payments.reconciliation import reconciliation_dismiss
+
+    day = timezone.now().date()
+    run = reconcile_day(provider_slug="sandbox", day=day)
+    gateway.stop()
+    failed = reconcile_day(provider_slug="sandbox", day=day)
+    assert failed.pk == run.pk and failed.status == Status.FAILED and failed.retry_at is not None
+    item = failed.items.filter(status="open").first()
+    reconciliation_dismiss(item_id=item.pk, note="checked in the dashboard", actor=alice)
+    failed.refresh_from_db()
+    assert failed.status == Status.FAILED and failed.retry_at is not None
+    assert failed.open_items == failed.items.filter(status="open").count()

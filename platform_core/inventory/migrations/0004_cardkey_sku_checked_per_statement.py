@@ -8,7 +8,11 @@ per statement (docs/decisions/0037-card-key-sku-checked-per-statement.md):
   own check does) so a concurrent delete of the SKU waits for the insert to commit;
 * moving a key to another SKU is refused (keys never move);
 * deleting a SKU that still has keys fails at commit (deferred, like the old constraint:
-  Django deletes the keys first, in the same transaction).
+  Django deletes the keys first, in the same transaction), in READ COMMITTED
+  transactions (the level Kameng uses; stricter ones are refused);
+* ``TRUNCATE catalog_sku`` still cannot leave keys behind: order lines reference SKUs
+  and keys reference order lines (real foreign keys), so a TRUNCATE of SKUs fails
+  unless ``CASCADE`` (or the statement) takes the keys too.
 
 The functions live in ``public`` (shared by every shop schema; the triggers, which a
 schema clone copies, name them). They read the schema from ``TG_TABLE_SCHEMA``, never
@@ -42,6 +46,12 @@ CREATE OR REPLACE FUNCTION public.kameng_sku_without_keys() RETURNS trigger LANG
 DECLARE
   still_has_keys boolean;
 BEGIN
+  -- PostgreSQL's own check also sees keys committed after this transaction's snapshot;
+  -- under READ COMMITTED this statement's snapshot does, under a stricter level it would not
+  IF current_setting('transaction_isolation') <> 'read committed' THEN
+    RAISE EXCEPTION 'delete SKUs in a READ COMMITTED transaction (the card-key check must see keys added meanwhile)'
+      USING ERRCODE = 'feature_not_supported';
+  END IF;
   EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I.inventory_cardkey WHERE sku_id = $1)', TG_TABLE_SCHEMA)
     INTO still_has_keys USING OLD.id;
   IF still_has_keys THEN
@@ -50,6 +60,7 @@ BEGIN
   END IF;
   RETURN NULL;
 END $$;
+
 """
 
 TRIGGERS = """
