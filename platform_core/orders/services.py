@@ -167,6 +167,10 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
         if product.member_only and customer is None:
             raise OrderError("Sign in as a member to buy this product.", field="sku", code="members_only",
                              status=403)
+        if product.type == Product.Type.CARD_KEY and sku.available_count <= 0:
+            # no key at all (loop keys count as available): refuse before any lock or
+            # transaction, so the crowd arriving after a flash sale sells out costs little
+            raise OrderError("Sold out.", field="quantity", code="out_of_stock", status=409)
         account = (request.account or "").strip()
         if product.type == Product.Type.TOPUP:
             if not account or (product.account_pattern and not re.fullmatch(product.account_pattern, account)):

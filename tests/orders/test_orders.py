@@ -73,6 +73,24 @@ def test_sold_out_refuses_and_leaves_no_half_order(shop):
     assert CardKey.objects.filter(status="reserved").count() == 0
 
 
+def test_a_sku_without_keys_is_refused_before_any_lock_or_write(shop):
+    """After a flash sale sells out, every further checkout is answered from the SKU's
+    counter: no transaction, no open-order lock, nothing written."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    sku = make_product(keys=1)
+    pay(place(sku, contact="first@example.com"))
+    with CaptureQueriesContext(connection) as statements, pytest.raises(OrderError, match="Sold out") as error:
+        place(sku, contact="late@example.com")
+    assert (error.value.code, error.value.status, error.value.field) == ("out_of_stock", 409, "quantity")
+    sql = " ".join(q["sql"] for q in statements.captured_queries)
+    assert "pg_advisory_xact_lock" not in sql and "INSERT" not in sql and "SAVEPOINT" not in sql
+    assert Order.objects.filter(contact="late@example.com").count() == 0
+    add_keys(sku, ["RESTOCKED-1"])  # restocked: sells again
+    assert place(sku, contact="late@example.com").status == "pending_payment"
+
+
 @pytest.mark.parametrize("contact, password, field", [
     ("not a contact", "1234", "contact"),
     ("buyer@example", "1234", "contact"),
