@@ -81,6 +81,12 @@ def payment_succeeded_event(payment_id: int, amount: int, currency: str, n: int,
                                 "amount": amount, "currency": currency, "reference": str(payment_id)}}}
 
 
+class ServerURL(str):
+    """The web server's base URL, carrying the pid of its master process."""
+
+    pid: int
+
+
 @contextmanager
 def web_server(port: int, workers: int = 4):
     env = child_env(PORT=str(port), KAMENG_BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY=str(workers),
@@ -103,7 +109,9 @@ def web_server(port: int, workers: int = 4):
                     raise RuntimeError("benchmark web server did not start") from None
                 time.sleep(0.2)
         progress(f"gunicorn with {workers} sync workers on port {port}")
-        yield f"http://127.0.0.1:{port}"
+        url = ServerURL(f"http://127.0.0.1:{port}")
+        url.pid = process.pid
+        yield url
     finally:
         try:
             os.killpg(process.pid, signal.SIGTERM)

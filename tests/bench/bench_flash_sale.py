@@ -8,6 +8,9 @@ thread, as the gateway would after the Pay button). Buyers run in 4 client proce
 1. race: 500 concurrent buyers for 100 keys -> flash_sale.sold, .duplicates, .orders_per_s
 2. sustained: 10,000 keys, 200 concurrent buyers buying until sold out
    -> flash_sale.sustained_orders_per_s
+   with where the CPU went during it, per paid order: the web workers, PostgreSQL, the
+   sandbox gateway, the load generator, and the whole machine
+   -> flash_sale.{web,db,gateway,client,machine}_cpu_ms_per_order
 3. ceiling: the raw allocate statement (UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP
    LOCKED LIMIT 1)) in a psycopg loop, 8 connections -> flash_sale.pgbench_tps
 """
@@ -15,12 +18,15 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import resource
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
-from tests.bench._harness import child_env, devstack, emit, migrate_everything, progress, setup_django
+from tests.bench._harness import (child_env, devstack, emit, migrate_everything, progress, setup_django,
+                                  tree_cpu_seconds)
 from tests.bench._shop import HOST_DOMAIN, add_plain_keys, create_shop, payment_succeeded_event, signed_webhook, web_server
 
 NAME = "flash_sale"
@@ -81,6 +87,28 @@ def _race(base, token, sku_id, buyers, loop) -> tuple[float, int, int, int]:
     elapsed = time.time() - start_at
     paid = sum(r[0] for r in results)
     return elapsed, paid, sum(r[1] for r in results), sum(r[2] for r in results)
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds spent by the whole machine outside idle and iowait (/proc/stat)."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds per part of the set-up over a measured stretch."""
+
+    def __init__(self, *, web_pid: int, gateway_pid: int):
+        from platform_core import devstack as ds
+
+        postmaster = ds._read_postmaster(Path(os.environ["KAMENG_DEVSTACK_DIR"]) / "pg")
+        self.roots = {"web": web_pid, "db": postmaster[0] if postmaster else 0, "gateway": gateway_pid}
+
+    def read(self) -> dict[str, float]:
+        clients = resource.getrusage(resource.RUSAGE_CHILDREN)  # the buyer processes, once reaped
+        return {**{part: tree_cpu_seconds(pid) for part, pid in self.roots.items()},
+                "client": clients.ru_utime + clients.ru_stime, "machine": _machine_busy_seconds()}
 
 
 def _invariants(sku_id) -> tuple[int, int]:
@@ -161,13 +189,19 @@ def main() -> None:
                 emit("flash_sale.duplicates", duplicates, "keys")
                 emit("flash_sale.orders_per_s", paid / elapsed, "orders/s")
                 emit("flash_sale.race_errors", errors, "requests")
+                meter = CpuMeter(web_pid=base.pid, gateway_pid=gateway.pid)
+                cpu_before = meter.read()
                 elapsed, paid, refused, errors = _race(base, token, sustained_sku.pk, 200, loop=True)
+                cpu_after = meter.read()
                 with tenant_context(shop):
                     sold, duplicates = _invariants(sustained_sku.pk)
                 progress(f"sustained: {paid} paid in {elapsed:.2f} s, {errors} errors, {duplicates} duplicates")
                 emit("flash_sale.sustained_orders_per_s", paid / elapsed, "orders/s")
                 emit("flash_sale.sustained_sold", sold, "keys")
                 emit("flash_sale.sustained_duplicates", duplicates, "keys")
+                for part in ("web", "db", "gateway", "client", "machine"):
+                    emit(f"flash_sale.{part}_cpu_ms_per_order",
+                         1000 * (cpu_after[part] - cpu_before[part]) / max(paid, 1), "ms")
         finally:
             gateway.terminate()
             gateway.wait(timeout=10)

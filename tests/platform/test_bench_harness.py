@@ -1,0 +1,31 @@
+"""The benchmarks' CPU accounting counts a process tree, ended descendants included."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.bench._harness import tree_cpu_seconds
+
+BURN = "import time\nend = time.process_time() + {s}\nwhile time.process_time() < end: pass\n"
+
+
+def test_cpu_of_a_process_tree_includes_children_that_already_ended():
+    # the parent burns 0.2 s, runs a child that burns 0.3 s and ends, then waits to be measured
+    script = (BURN.format(s=0.2) + "import subprocess, sys\n"
+              f"subprocess.run([sys.executable, '-c', {BURN.format(s=0.3)!r}], check=True)\n"
+              "print('ready', flush=True)\ntime.sleep(30)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout.readline().strip() == "ready"
+        measured = tree_cpu_seconds(parent.pid)
+        assert 0.5 <= measured < 5, measured
+        assert tree_cpu_seconds(parent.pid) >= measured  # cumulative, never goes back
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def test_a_process_that_is_gone_counts_nothing():
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    assert done.wait() == 0
+    assert tree_cpu_seconds(done.pid) == 0
