@@ -6,6 +6,7 @@ the shape of the input, call the services and render; every refusal is a 4xx
 """
 from __future__ import annotations
 
+import copy
 import re
 from contextlib import contextmanager
 
@@ -24,6 +25,7 @@ from platform_core.audit.services import audit_record
 from platform_core.catalog import selectors as catalog_selectors
 from platform_core.catalog import services as catalog
 from platform_core.catalog.models import Product
+from platform_core.db.rows import remember_related
 from platform_core.orders import selectors as order_selectors
 from platform_core.orders import services as orders
 from platform_core.orders.models import Order, Ticket
@@ -405,16 +407,26 @@ class OrderListApi(GenericAPIView):
                 raise InputError("No such SKU in this shop.", field=f"lines[{exc.line}].sku_id",
                                  code="not_found") from None
             raise
-        extra = {}
+        extra, started = {}, []
         if values.get("payment"):
             from api.payment_views import api_payment_start
 
-            body, code = api_payment_start(request, order, values["payment"]["provider"],
-                                           values["payment"].get("return_url"))
+            body, code, payment = api_payment_start(request, order, values["payment"]["provider"],
+                                                    values["payment"].get("return_url"))
             # the order stands either way: a failed start can be retried on /payments/
             extra = {"payment": body, "payment_error": None} if code == status.HTTP_201_CREATED else \
                 {"payment": None, "payment_error": {**body, "status": code}}
-        order = order_selectors.order_with_history(number=order.number)
+            started = [payment] if payment is not None and body.get("action") != "instant" else None
+        # a new order waiting for its payment is what we hold; one that changed meanwhile
+        # (free, paid instantly, a start that failed) is read again
+        if started is not None and order.status == Order.Status.PENDING_PAYMENT and hasattr(order, "placed_lines"):
+            for payment in started:
+                remember_related(payment, refunds=[])
+            order = copy.copy(order)
+            remember_related(order, lines=order.placed_lines, events=order.placed_events, payments=started,
+                             tickets=[])
+        else:
+            order = order_selectors.order_with_history(number=order.number)
         return Response({**s.OrderDetailOutput(order).data, **extra}, status=status.HTTP_201_CREATED)
 
     @staticmethod

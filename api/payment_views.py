@@ -11,7 +11,7 @@ from api.permissions import IsShopManager
 from api.serializers_commerce import PaymentStartInput, PaymentStartOutput
 from platform_core.orders.models import Order
 from platform_core.payments import selectors as payment_selectors
-from platform_core.payments.models import PaymentMethodFee
+from platform_core.payments.models import Payment, PaymentMethodFee
 from platform_core.payments.services import FeeError, UnknownProvider, payment_method_fee_set, payment_start
 from plugins.payment import PaymentError, PaymentPlugin
 from tenants.services import shop_url
@@ -36,14 +36,15 @@ class OrderPaymentStartApi(APIView):
     def post(self, request, number):
         data = PaymentStartInput(data=request.data)
         data.is_valid(raise_exception=True)
-        body, code = api_payment_start(request, _order_or_404(number), data.validated_data["provider"],
-                                       data.validated_data.get("return_url"))
+        body, code, _ = api_payment_start(request, _order_or_404(number), data.validated_data["provider"],
+                                          data.validated_data.get("return_url"))
         return Response(body, status=code)
 
 
-def api_payment_start(request, order: Order, provider: str, return_url: str | None) -> tuple[dict, int]:
+def api_payment_start(request, order: Order, provider: str, return_url: str | None) -> tuple[dict, int, Payment | None]:
     """Start paying ``order`` with ``provider``: the answer's body and status, for this
-    endpoint and for placing an order with ``payment`` in one request."""
+    endpoint and for placing an order with ``payment`` in one request, and the payment
+    (None when it could not start)."""
     shop = request.tenant
     return_url = return_url or shop_url(shop, f"/order/{order.number}/?t={order.access_token}")
     notify_url = shop_url(shop, f"/hooks/payments/{provider}/")
@@ -51,16 +52,16 @@ def api_payment_start(request, order: Order, provider: str, return_url: str | No
         payment, action = payment_start(order=order, provider_slug=provider, return_url=return_url,
                                         notify_url=notify_url)
     except UnknownProvider as exc:
-        return {"detail": str(exc), "field": "provider", "code": "unknown_provider"}, 400
+        return {"detail": str(exc), "field": "provider", "code": "unknown_provider"}, 400, None
     except PaymentError as exc:
         return {"detail": exc.message, "code": "payment_error", "retryable": exc.retryable}, \
-            503 if exc.retryable else 409
+            503 if exc.retryable else 409, None
     return PaymentStartOutput({
         "payment_id": payment.pk, "provider": payment.provider, "amount": payment.amount,
         "order_total": payment.amount - payment.buyer_fee, "fee": payment.fee,
         "fee_passed_to_buyer": payment.fee_paid_by_buyer, "currency": payment.currency, "action": action.kind,
         "url": action.url, "qr_text": action.qr_text, "external_id": payment.external_id or "",
-    }).data, status.HTTP_201_CREATED
+    }).data, status.HTTP_201_CREATED, payment
 
 
 class PaymentMethodOutput(serializers.Serializer):

@@ -287,6 +287,8 @@ class OrderDetailOutput(OrderOutput):
     ticket_ids = serializers.SerializerMethodField()
 
     def get_ticket_ids(self, order) -> list[int]:
+        if "tickets" in getattr(order, "_prefetched_objects_cache", {}):  # a new order: none yet
+            return sorted(ticket.pk for ticket in order.tickets.all())
         return list(order.tickets.order_by("id").values_list("id", flat=True))
 
 

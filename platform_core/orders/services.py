@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from billing.limits import limit_refusal
 from platform_core.audit.services import audit_record
+from platform_core.db.rows import insert_row, insert_rows, update_row
 from platform_core.money import format_minor
 from platform_core.catalog.models import SKU, Product, WholesalePrice
 from platform_core.inventory.models import CardKey, DeliveredKey
@@ -192,36 +193,39 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
             subtotal += unit * quantity
         hashed_password = hash_query_password(query_password) if query_password else ""
         for attempt in range(3):
-            try:
-                with transaction.atomic():
-                    order = Order.objects.create(
-                        number=_new_number(), customer=customer, contact=contact_value, contact_email=contact_email,
-                        query_password=hashed_password, currency=getattr(connection.tenant, "currency", "CNY"),
-                        subtotal=subtotal, total=subtotal, idempotency_key=idempotency_key or None,
-                        access_token=secrets.token_urlsafe(32), ip=ip, language=language, reserved_until=until,
-                    )
+            order = Order(
+                number=_new_number(), customer=customer, contact=contact_value, contact_email=contact_email,
+                query_password=hashed_password, currency=getattr(connection.tenant, "currency", "CNY"),
+                subtotal=subtotal, total=subtotal, idempotency_key=idempotency_key or None,
+                access_token=secrets.token_urlsafe(32), ip=ip, language=language, reserved_until=until,
+            )
+            # a unique conflict writes nothing and raises nothing: no savepoint per checkout
+            if insert_row(order, ignore_conflicts=True):
                 break
-            except IntegrityError:
-                if idempotency_key:  # the same request raced us and won
-                    existing = Order.objects.filter(idempotency_key=idempotency_key).first()
-                    if existing is not None:
-                        return existing
-                if attempt == 2:  # not a number collision after all
-                    raise
+            if idempotency_key:  # the same request raced us and won
+                existing = Order.objects.filter(idempotency_key=idempotency_key).first()
+                if existing is not None:
+                    return existing
+            if attempt == 2:  # not a number collision after all
+                raise IntegrityError(f"order {order.number} conflicts with an existing order")
+        placed_lines = []
         for sku, quantity, account, unit in priced:
-            line = OrderLine.objects.create(order=order, sku=sku, product_type=sku.product.type,
-                                            title=str(sku), quantity=quantity, unit_price=unit,
-                                            total=unit * quantity, account=account)
+            line = OrderLine(order=order, sku=sku, product_type=sku.product.type, title=str(sku), quantity=quantity,
+                             unit_price=unit, total=unit * quantity, account=account)
+            insert_row(line)
+            placed_lines.append(line)
             if sku.product.type == Product.Type.CARD_KEY:
                 reserved = _reserve(line, sku, quantity, until)
                 if reserved < quantity and not (reserved == 0 and _has_loop_key(sku)):
                     left = reserved
                     raise OrderError(f"Only {left} left in stock." if left else "Sold out.", field="quantity",
                                      code="out_of_stock", status=409)
-        _event(order, "", S.PENDING_PAYMENT, "order.created", actor=actor,
-               data={"total": subtotal, "lines": len(priced)})
+        created = _event(order, "", S.PENDING_PAYMENT, "order.created", actor=actor,
+                         data={"total": subtotal, "lines": len(priced)})
         if order.total == 0:  # free items need no payment: deliver at once
             order_mark_paid(order=order, payment=None, actor="system")
+    # what the new order holds, so a caller can show it without reading it back
+    order.placed_lines, order.placed_events = placed_lines, [created]
     return order
 
 
@@ -261,8 +265,10 @@ def wallet_topup_order(*, customer, amount: int, ip: str | None = None, language
 
 def _event(order: Order, from_status: str, to_status: str, kind: str, *, message: str = "", data=None,
            actor: str = "") -> OrderEvent:
-    return OrderEvent.objects.create(order=order, from_status=from_status, to_status=to_status, kind=kind,
-                                     message=message, data=data or {}, actor=actor)
+    event = OrderEvent(order=order, from_status=from_status, to_status=to_status, kind=kind, message=message,
+                       data=data or {}, actor=actor)
+    insert_row(event)
+    return event
 
 
 def order_transition(order: Order, to: str, kind: str, *, message: str = "", data=None, actor: str = "") -> None:
@@ -278,7 +284,7 @@ def order_transition(order: Order, to: str, kind: str, *, message: str = "", dat
         order.paid_at, fields = now, fields + ["paid_at", "payment_method"]
     if to == S.DELIVERED:
         order.delivered_at, fields = now, fields + ["delivered_at"]
-    order.save(update_fields=fields)
+    update_row(order, fields)
     _event(order, previous, to, kind, message=message, data=data, actor=actor)
 
 
@@ -336,7 +342,7 @@ def _sell_line(line: OrderLine) -> int:
             fresh = _claim_free_keys(line.sku, missing - len(from_reservation),
                                      "status = 'sold', sold_at = %s, order_line_id = %s", [now, line.pk])
     sold = from_reservation + fresh
-    DeliveredKey.objects.bulk_create([DeliveredKey(order_line=line, card_key_id=key_id) for key_id in sold])
+    insert_rows([DeliveredKey(order_line=line, card_key_id=key_id) for key_id in sold])
     adjust_counts(line.sku_id, reserved=-len(from_reservation), available=-len(fresh), sold=len(sold))
     delivered = line.delivered_quantity + len(sold)
     if delivered < line.quantity:
@@ -347,7 +353,7 @@ def _sell_line(line: OrderLine) -> int:
             delivered = line.quantity
     if delivered != line.delivered_quantity:
         line.delivered_quantity = delivered
-        line.save(update_fields=["delivered_quantity"])
+        update_row(line, ["delivered_quantity"])
     return delivered
 
 
@@ -372,7 +378,7 @@ def order_mark_paid(*, order: Order, payment=None, actor: str = "gateway") -> Or
 
 
 def _deliver(order: Order) -> None:
-    lines = list(order.lines.select_related("sku__product"))
+    lines = list(order.lines.all())
     waiting_for_staff = False
     short = False
     for line in lines:

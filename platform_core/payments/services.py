@@ -7,6 +7,7 @@ import logging
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from platform_core.db.rows import insert_row, update_row
 from platform_core.orders.models import Order
 from platform_core.payments.models import Payment, PaymentMethodFee, Refund, WebhookEvent
 from platform_core.payments.selectors import fee_quote, payment_plugin_class
@@ -23,6 +24,10 @@ from plugins.payment import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+#: order statuses a payment's success still applies to (paid, or revived when late)
+PAYABLE_STATUSES = (Order.Status.PENDING_PAYMENT, Order.Status.EXPIRED, Order.Status.CANCELLED)
 
 
 class UnknownProvider(LookupError):
@@ -106,9 +111,10 @@ def payment_start(*, order: Order, provider_slug: str, return_url: str, notify_u
             raise PaymentError("The reservation of this order ran out; place the order again.")
         # the fee is the shop's rule of this moment, never the buyer's say (decision 0025)
         quote = fee_quote(provider=provider, order_total=locked.total)
-        payment = Payment.objects.create(order=locked, provider=provider.slug, account=candidates[0].account_key,
-                                         amount=quote.amount, currency=locked.currency, fee=quote.fee,
-                                         fee_paid_by_buyer=quote.passed_to_buyer)
+        payment = Payment(order=locked, provider=provider.slug, account=candidates[0].account_key,
+                          amount=quote.amount, currency=locked.currency, fee=quote.fee,
+                          fee_paid_by_buyer=quote.passed_to_buyer)
+        insert_row(payment)
     attempts: list[dict] = []
     for number, bound in enumerate(candidates, start=1):
         if payment.account != bound.account_key:
@@ -133,7 +139,7 @@ def payment_start(*, order: Order, provider_slug: str, return_url: str, notify_u
         payment.save(update_fields=["data"])
     if action.external_id and not payment.external_id:
         payment.external_id = action.external_id
-        payment.save(update_fields=["external_id"])
+        update_row(payment, ["external_id"])
     if action.kind == "instant":
         event = bound.execute(payment)
         if event is not None:
@@ -167,11 +173,13 @@ def record_event(*, provider: str, event: GatewayEvent, account: str = MAIN_ACCO
         return "ignored"
     try:
         with transaction.atomic():
-            WebhookEvent.objects.create(provider=provider, account=account, event_id=event.event_id,
-                                        kind=event.kind, payload=event.raw)
+            inbox = WebhookEvent(provider=provider, account=account, event_id=event.event_id, kind=event.kind,
+                                 payload=event.raw)
+            if not insert_row(inbox, ignore_conflicts=True):
+                return "duplicate"  # a replay, or a parallel delivery that won (it waited for that one)
             result, payment = _apply(provider, account, event)
-            WebhookEvent.objects.filter(provider=provider, account=account, event_id=event.event_id).update(
-                result=result, payment=payment)
+            inbox.result, inbox.payment = result, payment
+            update_row(inbox, ["result", "payment"])
             return result
     except EventNotReady as exc:
         # rolled back, inbox row included, so the re-sent event is applied when it fits
@@ -215,7 +223,7 @@ def _apply_to(payment: Payment | None, provider: str, event: GatewayEvent) -> st
     if payment is None:
         logger.warning("gateway event %s/%s names no payment of ours", provider, event.event_id)
         return "unknown_payment"
-    order = Order.objects.select_for_update().get(pk=payment.order_id)
+    order = payment.order  # locked with the payment (_payment_for)
     if event.kind == "payment.succeeded":
         if event.amount != payment.amount or event.currency.upper() != payment.currency:
             logger.error("payment %s: gateway says %s %s, we expect %s %s", payment.pk, event.amount,
@@ -229,14 +237,17 @@ def _apply_to(payment: Payment | None, provider: str, event: GatewayEvent) -> st
             return "external_id_mismatch"
         if event.external_id and not payment.external_id:
             payment.external_id = event.external_id
-        if order.payments.filter(status=Payment.Status.SUCCEEDED).exclude(pk=payment.pk).exists():
+        # a payment that succeeded marked its order paid in the same transaction, so an
+        # order still waiting for payment has none: ask only about orders that moved on
+        if order.status not in PAYABLE_STATUSES and \
+                order.payments.filter(status=Payment.Status.SUCCEEDED).exclude(pk=payment.pk).exists():
             # paid twice (two tabs, two methods): keep the first, give this one back
             payment.status, payment.succeeded_at = Payment.Status.DUPLICATE, timezone.now()
             payment.save()
             transaction.on_commit(lambda: _refund_duplicate(payment.pk))
             return "duplicate_payment_refunded"
         payment.status, payment.succeeded_at = Payment.Status.SUCCEEDED, timezone.now()
-        payment.save(update_fields=["status", "succeeded_at", "external_id"])
+        update_row(payment, ["status", "succeeded_at", "external_id"])
         order_mark_paid(order=order, payment=payment)
         return "paid"
     if event.kind == "payment.failed":
