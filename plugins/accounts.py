@@ -37,7 +37,8 @@ def plugin_accounts(*, config: PluginConfig | None) -> list[PluginAccount]:
     """Every account of ``config``, in the order payments try them (disabled ones too)."""
     if config is None or config.pk is None:
         return []
-    rows = list(PluginAccount.objects.filter(config_id=config.pk))
+    cached = getattr(config, "cached_accounts", None)  # read with the enabled configuration (plugins.hooks)
+    rows = list(cached) if cached is not None else list(PluginAccount.objects.filter(config_id=config.pk))
     if not any(row.key == MAIN_ACCOUNT for row in rows):
         rows.append(_implicit_main(config))
     # main first among equals: an old single-account shop keeps its order
@@ -108,6 +109,7 @@ def _touch(config: PluginConfig, actor) -> None:
     config.updated_at = timezone.now()
     config.updated_by_email = getattr(actor, "email", "") or ""
     config.save(update_fields=["updated_at", "updated_by_email"])
+    _forget_now_and_on_commit()  # the accounts are cached with the enabled configuration
 
 
 def plugin_account_save(*, shop, slug: str, key: str, label: str, data: dict | None = None,

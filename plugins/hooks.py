@@ -28,7 +28,7 @@ HOOKS = {
     "shop_provisioned": "collect: a new shop was created (runs in the shop's schema)",
 }
 
-ENABLED_CACHE_KEY = "plugins:enabled:v1"
+ENABLED_CACHE_KEY = "plugins:enabled:v2"
 ENABLED_CACHE_SECONDS = 300
 
 
@@ -37,13 +37,18 @@ class UnknownHook(LookupError):
 
 
 def _enabled_rows() -> list[dict[str, Any]]:
-    """The current shop's enabled plugin rows, cached per shop (the cache key
-    function prefixes every key with the schema name)."""
+    """The current shop's enabled plugin rows with their merchant accounts (a payment
+    reads them on every start and webhook), cached per shop (the cache key function
+    prefixes every key with the schema name). Every write of a configuration or an
+    account forgets them."""
     rows = cache.get(ENABLED_CACHE_KEY)
     if rows is None:
-        from plugins.models import PluginConfig
+        from plugins.models import PluginAccount, PluginConfig
 
         rows = list(PluginConfig.objects.filter(enabled=True).values("id", "slug", "settings", "secrets"))
+        accounts = list(PluginAccount.objects.filter(config_id__in=[row["id"] for row in rows]).values())
+        for row in rows:
+            row["accounts"] = [account for account in accounts if account["config_id"] == row["id"]]
         cache.set(ENABLED_CACHE_KEY, rows, ENABLED_CACHE_SECONDS)
     return rows
 
@@ -54,7 +59,7 @@ def forget_enabled_cache() -> None:
 
 def enabled_plugins(shop=None):
     """Instances of the plugins enabled in the current shop (empty on public)."""
-    from plugins.models import PluginConfig
+    from plugins.models import PluginAccount, PluginConfig
 
     shop = shop or getattr(connection, "tenant", None)
     if shop is None or connection.schema_name == "public" or not getattr(shop, "pk", None):
@@ -67,7 +72,9 @@ def enabled_plugins(shop=None):
             continue
         if plugin_class.unavailable_reason(shop):
             continue
-        plugins.append(plugin_class(shop, PluginConfig(**row, enabled=True)))
+        config = PluginConfig(**{k: v for k, v in row.items() if k != "accounts"}, enabled=True)
+        config.cached_accounts = [PluginAccount(**account) for account in row["accounts"]]
+        plugins.append(plugin_class(shop, config))
     return plugins
 
 

@@ -64,3 +64,19 @@ def recount(sku_id: int) -> dict[str, int]:
     SKU.objects.filter(pk=sku_id).update(available_count=counts["available"], reserved_count=counts["reserved"],
                                          sold_count=counts["sold"])
     return counts
+
+
+def skus_due_low_stock_alert(sku_ids) -> list[int]:
+    """Of ``sku_ids``, those at or below their product's threshold and not alerted yet:
+    the ones :func:`platform_core.inventory.services.stock_check_low` would alert for.
+    One read, so a sale that leaves plenty of stock sends no task."""
+    if not sku_ids:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT s.id FROM catalog_sku s JOIN catalog_product p ON p.id = s.product_id
+               WHERE s.id = ANY(%s) AND NOT s.low_stock_alerted AND p.low_stock_threshold > 0
+                 AND s.available_count <= p.low_stock_threshold ORDER BY s.id""",
+            [sorted(sku_ids)],
+        )
+        return [row[0] for row in cursor.fetchall()]

@@ -23,7 +23,7 @@ from platform_core.db.rows import insert_row, insert_rows, update_row
 from platform_core.money import format_minor
 from platform_core.catalog.models import SKU, Product, WholesalePrice
 from platform_core.inventory.models import CardKey, DeliveredKey
-from platform_core.inventory.stock import KeyCipher, adjust_counts
+from platform_core.inventory.stock import KeyCipher, adjust_counts, skus_due_low_stock_alert
 from platform_core.orders.models import Order, OrderEvent, OrderLine, OrderSettings, Ticket, TicketMessage
 from platform_core.orders.query_passwords import check_query_password, hash_query_password, spend_equal_time
 from plugins import hooks
@@ -405,7 +405,8 @@ def _after_delivery(order_id: int, sku_ids: set[int]) -> None:
     from platform_core.orders import tasks
 
     tasks.send_order_email.delay(order_id)
-    tasks.check_low_stock.delay(sorted(sku_ids))
+    if due := skus_due_low_stock_alert(sku_ids):
+        tasks.check_low_stock.delay(due)
 
 
 def orders_fulfil_awaiting_stock(*, sku_id: int) -> int:

@@ -285,6 +285,27 @@ def test_delivery_email_carries_the_keys_in_the_buyers_language(shop, mailoutbox
     assert f"/order/{order.number}/?t={order.access_token}" in body
 
 
+def test_sales_that_cross_the_low_stock_threshold_alert_once(shop, mailoutbox, django_capture_on_commit_callbacks,
+                                                              monkeypatch):
+    from platform_core.notices.models import Notice
+    from platform_core.orders import tasks
+
+    sku = make_product(keys=5)
+    sku.product.low_stock_threshold = 2
+    sku.product.save(update_fields=["low_stock_threshold"])
+    checks = []
+    real_delay = tasks.check_low_stock.delay
+    monkeypatch.setattr(tasks.check_low_stock, "delay", lambda ids: (checks.append(list(ids)), real_delay(ids)))
+    for n in range(4):  # 5 -> 4 -> 3 left: no check sent; 2 left: the alert; 1 left: already alerted
+        with django_capture_on_commit_callbacks(execute=True):
+            pay(place(sku, 1, contact=f"b{n}@example.com"))
+    assert checks == [[sku.pk]]
+    assert Notice.objects.filter(kind="low_stock").count() == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        pay(place(sku, 1, contact="last@example.com"))
+    assert checks == [[sku.pk]] and Notice.objects.filter(kind="low_stock").count() == 1
+
+
 def test_importing_keys_delivers_orders_waiting_for_stock(shop, mailoutbox, django_capture_on_commit_callbacks):
     from platform_core.inventory.services import keys_import
 
