@@ -1,5 +1,5 @@
-"""Single-row INSERT and UPDATE of model instances, as the ORM writes them, without
-the ORM's per-statement query compilation.
+"""Reads and single-row writes of model instances, as the ORM does them, without the
+ORM's per-statement query compilation.
 
 A paid order writes a dozen rows; ``Model.objects.create()`` and
 ``save(update_fields=…)`` spend ~0.5 ms of Python each compiling the same SQL again
@@ -89,3 +89,38 @@ def remember_related(instance, **related: list) -> None:
         queryset = getattr(instance, name).get_queryset()
         queryset._result_cache, queryset._prefetch_done = list(rows), True
         cache[name] = queryset
+
+
+@lru_cache(maxsize=None)
+def _select_sql(model, where: str, suffix: str) -> tuple[str, list[str], list[tuple[int, list]]]:
+    fields = model._meta.concrete_fields
+    quote = connection.ops.quote_name
+    sql = f"SELECT {', '.join(quote(f.column) for f in fields)} FROM {quote(model._meta.db_table)} WHERE {where}"
+    converters = [(index, [(converter, f.cached_col) for converter in f.get_db_converters(connection)])
+                  for index, f in enumerate(fields) if f.get_db_converters(connection)]
+    return f"{sql} {suffix}".rstrip(), [f.attname for f in fields], converters
+
+
+def select_rows(model, where: str, params: list, *, suffix: str = "") -> list:
+    """Instances of ``model`` whose rows match the SQL condition ``where`` (a fixed
+    string with ``%s`` placeholders: never user input), every concrete field loaded and
+    converted as a queryset would; ``suffix`` is ``ORDER BY …``, ``LIMIT …``,
+    ``FOR UPDATE``."""
+    sql, names, converters = _select_sql(model, where, suffix)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    instances = []
+    for row in rows:
+        values = list(row)
+        for index, steps in converters:
+            for converter, column in steps:
+                values[index] = converter(values[index], column, connection)
+        instances.append(model.from_db(connection.alias, names, values))
+    return instances
+
+
+def select_row(model, where: str, params: list, *, suffix: str = ""):
+    """The first of :func:`select_rows`, or None."""
+    found = select_rows(model, where, params, suffix=suffix)
+    return found[0] if found else None

@@ -142,4 +142,6 @@ class OrderSettings(models.Model):
 
     @classmethod
     def current(cls) -> "OrderSettings":
-        return cls.objects.first() or cls()
+        from platform_core.db.rows import select_row
+
+        return select_row(cls, "TRUE", [], suffix="ORDER BY id LIMIT 1") or cls()

@@ -19,9 +19,9 @@ from django.utils import timezone
 
 from billing.limits import limit_refusal
 from platform_core.audit.services import audit_record
-from platform_core.db.rows import insert_row, insert_rows, update_row
+from platform_core.db.rows import insert_row, insert_rows, select_row, select_rows, update_row
 from platform_core.money import format_minor
-from platform_core.catalog.models import SKU, Product, WholesalePrice
+from platform_core.catalog.models import SKU, Product
 from platform_core.inventory.models import CardKey, DeliveredKey
 from platform_core.inventory.stock import KeyCipher, adjust_counts, skus_due_low_stock_alert
 from platform_core.orders.models import Order, OrderEvent, OrderLine, OrderSettings, Ticket, TicketMessage
@@ -65,10 +65,12 @@ class OrderError(Exception):
 def unit_price_for(*, sku: SKU, quantity: int, customer=None) -> int:
     """Base price → wholesale tier → plugin adjustments (tier prices, …): server side only."""
     price = sku.price
-    tier = (WholesalePrice.objects.filter(sku=sku, min_quantity__lte=quantity).order_by("-min_quantity")
-            .values_list("unit_price", flat=True).first())
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT unit_price FROM catalog_wholesaleprice WHERE sku_id = %s AND min_quantity <= %s "
+                       "ORDER BY min_quantity DESC LIMIT 1", [sku.pk, quantity])
+        tier = cursor.fetchone()
     if tier is not None:
-        price = min(price, tier)
+        price = min(price, tier[0])
     price = hooks.pipeline("price_adjust", price, sku=sku, customer=customer, quantity=quantity)
     return max(int(price), 0)
 
@@ -128,6 +130,18 @@ def _reserve(line: OrderLine, sku: SKU, quantity: int, until) -> int:
     return reserved
 
 
+def _sku_for_sale(sku_id) -> SKU | None:
+    """The active SKU ``sku_id`` of a visible product, with its product loaded."""
+    if not isinstance(sku_id, int) or isinstance(sku_id, bool) or not 0 < sku_id < 2**63:
+        return None
+    sku = select_row(SKU, "id = %s AND is_active", [sku_id])
+    product = select_row(Product, "id = %s AND is_visible", [sku.product_id]) if sku is not None else None
+    if product is None:
+        return None
+    sku.product = product
+    return sku
+
+
 def _has_loop_key(sku: SKU) -> bool:
     return CardKey.objects.filter(sku=sku, status=CardKey.Status.AVAILABLE, is_loop=True).exists()
 
@@ -156,8 +170,7 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
     for index, request in enumerate(lines):
         if not isinstance(request.quantity, int) or isinstance(request.quantity, bool):
             raise OrderError("Quantity must be a whole number.", field="quantity", line=index)
-        sku = SKU.objects.select_related("product").filter(pk=request.sku_id, is_active=True,
-                                                               product__is_visible=True).first()
+        sku = _sku_for_sale(request.sku_id)
         if sku is None:
             raise OrderError("This product is not available.", field="sku", code="not_found", status=404,
                              line=index)
@@ -237,13 +250,20 @@ def _check_open_order_limits(rules: OrderSettings, contact: str, ip: str | None)
         cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"open-orders:contact:{contact}"])
         if ip:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"open-orders:ip:{ip}"])
-    open_orders = Order.objects.filter(status=S.PENDING_PAYMENT, kind=Order.Kind.PURCHASE)
-    if open_orders.filter(contact=contact).count() >= rules.max_open_orders_per_contact:
+    if _open_orders(column="contact", value=contact) >= rules.max_open_orders_per_contact:
         raise OrderError("You have too many unpaid orders. Pay or cancel one first.", field="contact",
                          code="too_many_open_orders", status=429)
-    if ip and open_orders.filter(ip=ip).count() >= rules.max_open_orders_per_ip:
+    if ip and _open_orders(column="ip", value=ip) >= rules.max_open_orders_per_ip:
         raise OrderError("Too many unpaid orders from your network. Pay or cancel one first.",
                          code="too_many_open_orders", status=429)
+
+
+def _open_orders(*, column: str, value: str) -> int:
+    """Unpaid purchases of one contact or network (``column`` is "contact" or "ip")."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM orders_order WHERE {column} = %s AND status = %s AND kind = %s",
+                       [value, S.PENDING_PAYMENT, Order.Kind.PURCHASE])
+        return cursor.fetchone()[0]
 
 
 def wallet_topup_order(*, customer, amount: int, ip: str | None = None, language: str = "zh-hans") -> Order:
@@ -378,7 +398,7 @@ def order_mark_paid(*, order: Order, payment=None, actor: str = "gateway") -> Or
 
 
 def _deliver(order: Order) -> None:
-    lines = list(order.lines.all())
+    lines = select_rows(OrderLine, "order_id = %s", [order.pk], suffix="ORDER BY id")
     waiting_for_staff = False
     short = False
     for line in lines:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from platform_core.db.rows import select_row
 from platform_core.payments.fees import FeeQuote, fee_for_amount
 from platform_core.payments.models import PaymentMethodFee
 from plugins.payment import PaymentPlugin
@@ -21,7 +22,7 @@ def payment_plugin_class(slug: str) -> type[PaymentPlugin] | None:
 
 def payment_method_fee_get(provider_slug: str) -> PaymentMethodFee | None:
     """The shop's fee rule for a method (None: no fee)."""
-    return PaymentMethodFee.objects.filter(provider=provider_slug).first()
+    return select_row(PaymentMethodFee, "provider = %s", [provider_slug], suffix="ORDER BY id LIMIT 1")
 
 
 def fee_quote(*, provider: type[PaymentPlugin] | PaymentPlugin, order_total: int,

@@ -7,7 +7,7 @@ import logging
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from platform_core.db.rows import insert_row, update_row
+from platform_core.db.rows import insert_row, select_row, update_row
 from platform_core.orders.models import Order
 from platform_core.payments.models import Payment, PaymentMethodFee, Refund, WebhookEvent
 from platform_core.payments.selectors import fee_quote, payment_plugin_class
@@ -104,7 +104,9 @@ def payment_start(*, order: Order, provider_slug: str, return_url: str, notify_u
     if not candidates:
         raise PaymentMisconfigured(f"{provider.name} has no enabled merchant account; enable one in the shop console.")
     with transaction.atomic():
-        locked = Order.objects.select_for_update().get(pk=order.pk)
+        locked = select_row(Order, "id = %s", [order.pk], suffix="FOR UPDATE")
+        if locked is None:
+            raise PaymentError("This order does not exist any more.")
         if locked.status != Order.Status.PENDING_PAYMENT:
             raise PaymentError("This order is not waiting for payment any more.")
         if locked.reserved_until and locked.reserved_until < timezone.now():
@@ -199,12 +201,22 @@ class AccountMismatch(Exception):
 
 
 def _payment_for(provider: str, account: str, event: GatewayEvent) -> Payment | None:
-    query = Payment.objects.select_for_update().select_related("order")
+    """The payment the event names, locked with its order (the order first, as refunds
+    lock them), by our reference or else by the gateway's id."""
+    candidates = []
+    if event.payment_reference.isdigit() and 0 < int(event.payment_reference) < 2**63:
+        candidates.append(("id = %s AND provider = %s", [int(event.payment_reference), provider]))
+    if event.external_id:
+        candidates.append(("provider = %s AND account = %s AND external_id = %s",
+                           [provider, account, event.external_id]))
     payment = None
-    if event.payment_reference.isdigit():
-        payment = query.filter(pk=int(event.payment_reference), provider=provider).first()
-    if payment is None and event.external_id:
-        payment = query.filter(provider=provider, account=account, external_id=event.external_id).first()
+    for where, params in candidates:
+        order = select_row(Order, f"id = (SELECT order_id FROM payments_payment WHERE {where} ORDER BY id LIMIT 1)",
+                           params, suffix="FOR UPDATE")
+        if order is not None:
+            payment = select_row(Payment, where, params, suffix="ORDER BY id LIMIT 1 FOR UPDATE")
+            payment.order = order
+            break
     if payment is not None and payment.account != account:
         raise AccountMismatch(f"payment {payment.pk} was taken by account {payment.account!r}, "
                               f"the event was verified for {account!r}")
