@@ -272,7 +272,11 @@ def shop_set_status(*, shop: Shop, status: str, reason: str, actor: Merchant | N
 def membership_for(merchant, shop) -> ShopMembership | None:
     if merchant is None or not merchant.is_authenticated or not merchant.is_active:
         return None
-    return ShopMembership.objects.filter(shop=shop, merchant=merchant).first()
+    from platform_core.db.rows import select_row
+
+    # on every API request: a compiled-once read (public table, found through search_path)
+    return select_row(ShopMembership, "shop_id = %s AND merchant_id = %s", [shop.pk, merchant.pk],
+                      suffix="ORDER BY id LIMIT 1")
 
 
 # --- custom domains ------------------------------------------------------------------
