@@ -327,6 +327,7 @@ def test_signature_tolerance_is_300_seconds_both_ways(api_key, offset, accepted)
 
 @pytest.mark.parametrize("change, result", [
     ({"reference": "999999999", "id": "pay_" + "f" * 24}, "unknown_payment"),
+    ({"reference": "9" * 30, "id": "pay_" + "e" * 24}, "unknown_payment"),  # past any database id
     ({"amount": 1999}, "amount_mismatch"),
     ({"currency": "USD"}, "amount_mismatch"),
 ])
