@@ -17,28 +17,33 @@ from django.db import connection
 
 
 @lru_cache(maxsize=None)
-def _insert_sql(model, ignore_conflicts: bool) -> tuple[str, tuple]:
+def _insert_parts(model, ignore_conflicts: bool) -> tuple[str, str, str, tuple]:
+    """``INSERT INTO t (cols)``, one row's ``(%s, …)``, the tail, and the fields written."""
     fields = tuple(f for f in model._meta.concrete_fields if not f.primary_key or not f.auto_created)
     quote = connection.ops.quote_name
-    sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-           f"VALUES ({', '.join(['%s'] * len(fields))})"
-           f"{' ON CONFLICT DO NOTHING' if ignore_conflicts else ''} RETURNING {quote(model._meta.pk.column)}")
-    return sql, fields
+    head = f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
+    row = f"({', '.join(['%s'] * len(fields))})"
+    tail = f"{' ON CONFLICT DO NOTHING' if ignore_conflicts else ''} RETURNING {quote(model._meta.pk.column)}"
+    return head, row, tail, fields
+
+
+def _written(instance, key) -> None:
+    instance.pk = key
+    instance._state.adding, instance._state.db = False, connection.alias
 
 
 def insert_row(instance, *, ignore_conflicts: bool = False) -> bool:
     """INSERT ``instance`` and set its primary key. With ``ignore_conflicts`` a row that
     breaks a unique constraint is not written and False is returned (no exception, so no
     savepoint is needed around it)."""
-    sql, fields = _insert_sql(type(instance), ignore_conflicts)
+    head, row, tail, fields = _insert_parts(type(instance), ignore_conflicts)
     params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
+        cursor.execute(f"{head} VALUES {row}{tail}", params)
+        returned = cursor.fetchone()
+    if returned is None:
         return False
-    instance.pk = row[0]
-    instance._state.adding, instance._state.db = False, connection.alias
+    _written(instance, returned[0])
     return True
 
 
@@ -46,20 +51,13 @@ def insert_rows(instances: list) -> None:
     """INSERT several instances of one model in one statement and set their keys."""
     if not instances:
         return
-    model = type(instances[0])
-    sql, fields = _insert_sql(model, False)
-    head, tail = sql.split(" VALUES ", 1)
-    placeholders = tail[:tail.index(")") + 1]
-    returning = tail[tail.index(" RETURNING "):]
-    params = []
-    for instance in instances:
-        params.extend(f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields)
+    head, row, tail, fields = _insert_parts(type(instances[0]), False)
+    params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for instance in instances for f in fields]
     with connection.cursor() as cursor:
-        cursor.execute(f"{head} VALUES {', '.join([placeholders] * len(instances))}{returning}", params)
-        keys = [row[0] for row in cursor.fetchall()]
+        cursor.execute(f"{head} VALUES {', '.join([row] * len(instances))}{tail}", params)
+        keys = [returned[0] for returned in cursor.fetchall()]
     for instance, key in zip(instances, keys, strict=True):  # PostgreSQL returns rows in VALUES order
-        instance.pk = key
-        instance._state.adding, instance._state.db = False, connection.alias
+        _written(instance, key)
 
 
 @lru_cache(maxsize=None)

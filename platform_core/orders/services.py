@@ -258,11 +258,14 @@ def _check_open_order_limits(rules: OrderSettings, contact: str, ip: str | None)
                          code="too_many_open_orders", status=429)
 
 
+OPEN_ORDERS_SQL = {column: f"SELECT count(*) FROM orders_order WHERE {column} = %s AND status = %s AND kind = %s"
+                   for column in ("contact", "ip")}
+
+
 def _open_orders(*, column: str, value: str) -> int:
     """Unpaid purchases of one contact or network (``column`` is "contact" or "ip")."""
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(*) FROM orders_order WHERE {column} = %s AND status = %s AND kind = %s",
-                       [value, S.PENDING_PAYMENT, Order.Kind.PURCHASE])
+        cursor.execute(OPEN_ORDERS_SQL[column], [value, S.PENDING_PAYMENT, Order.Kind.PURCHASE])
         return cursor.fetchone()[0]
 
 

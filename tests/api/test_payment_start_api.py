@@ -58,6 +58,9 @@ def test_placing_an_order_can_start_its_payment_in_the_same_request(alpha, alice
         assert payment["action"] == "redirect" and payment["url"].startswith(f"{base_url}/pay/pay_")
         assert payment["amount"] == 1500 and payment["external_id"].startswith("pay_")
         assert [p["id"] for p in body["payments"]] == [payment["payment_id"]]
+        # the answer is built from the rows just written: it says what reading the order says
+        shown = client.get(f"/api/v1/orders/{body['number']}/")
+        assert {k: v for k, v in body.items() if k not in ("payment", "payment_error")} == shown.json()
         # a retried request returns the order; it does not start a second payment
         again = client.post("/api/v1/orders/", {
             "lines": [{"sku_id": sku.pk, "quantity": 1}], "contact": "g@example.com", "query_password": "1234",
@@ -75,3 +78,16 @@ def test_placing_an_order_can_start_its_payment_in_the_same_request(alpha, alice
         assert failed.json()["status"] == "pending_payment"
     finally:
         server.stop()
+
+
+def test_an_order_placed_without_payment_is_answered_as_it_reads_back(alpha, alice):
+    with tenant_context(alpha):
+        sku = make_product(keys=2, price=700)
+    client = Client(HTTP_HOST="alpha.kameng.test", HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice).key}")
+    placed = client.post("/api/v1/orders/", {"lines": [{"sku_id": sku.pk, "quantity": 2}], "contact": "g@example.com",
+                                             "query_password": "1234"}, content_type="application/json")
+    assert placed.status_code == 201, placed.content
+    body = placed.json()
+    assert body["total_minor"] == 1400 and [e["kind"] for e in body["events"]] == ["order.created"]
+    assert body["lines"][0]["quantity"] == 2 and body["payments"] == [] and body["ticket_ids"] == []
+    assert body == client.get(f"/api/v1/orders/{body['number']}/").json()
