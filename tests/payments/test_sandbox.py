@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from datetime import timedelta
 
@@ -190,6 +191,73 @@ def test_gateway_down_is_a_plain_retryable_error(alpha, api_key):
                           notify_url="http://alpha.kameng.test/hooks/payments/sandbox/")
         assert error.value.retryable and error.value.message.startswith("The sandbox gateway is not reachable")
         assert api_key not in error.value.message
+
+
+@pytest.fixture
+def raw_gateway():
+    """A socket that plays a broken gateway: ``answer`` bytes sent back (None: silence)."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    state = {"answer": None, "requests": []}
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                received = conn.recv(65536)
+                while b"\r\n\r\n" not in received:
+                    received += conn.recv(65536)
+                head, _, body = received.partition(b"\r\n\r\n")
+                length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+                while len(body) < length:
+                    body += conn.recv(65536)
+                state["requests"].append(head + b"\r\n\r\n" + body)
+                if state["answer"] is None:
+                    time.sleep(1.5)  # longer than the shortened read timeout
+                else:
+                    conn.sendall(state["answer"])
+
+    threading.Thread(target=serve, daemon=True).start()
+    state["url"] = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    yield state
+    listener.close()
+
+
+@pytest.mark.parametrize(("answer", "message"), [
+    (None, "The sandbox gateway did not answer in time."),
+    (b"HTTP/1.0 200 OK\r\nContent-Length: 9\r\n\r\nnot json!", "The sandbox gateway had a problem."),
+    (b"HTTP/1.0 502 Bad Gateway\r\nContent-Length: 2\r\n\r\n{}", "The sandbox gateway had a problem."),
+    (b"garbage that is no HTTP at all\r\n\r\n", "Could not talk to the sandbox gateway."),
+])
+def test_a_broken_gateway_is_a_retryable_error_and_the_order_keeps_its_keys(alpha, api_key, raw_gateway,
+                                                                             monkeypatch, answer, message):
+    monkeypatch.setattr("plugins.payments.sandbox.plugin.TIMEOUT", (1, 0.5))
+    raw_gateway["answer"] = answer
+    with tenant_context(alpha):
+        plugin_configure(shop=alpha, slug="sandbox", data={"gateway_url": raw_gateway["url"], "api_key": api_key},
+                         enable=True)
+        sku, _ = make_stock(alpha)
+        order = place_order(sku)
+        with pytest.raises(PaymentError) as error:
+            payment_start(order=order, provider_slug="sandbox", return_url=RETURN_URL,
+                          notify_url="http://alpha.kameng.test/hooks/payments/sandbox/")
+        assert error.value.retryable and error.value.message.startswith(message)
+        assert api_key not in error.value.message
+        # the request on the wire: a form POST with the key as a bearer token
+        sent = raw_gateway["requests"][-1].decode()
+        assert sent.startswith("POST /v1/payments HTTP/1.1\r\n")
+        assert f"Authorization: Bearer {api_key}\r\n" in sent
+        assert "Content-Type: application/x-www-form-urlencoded\r\n" in sent
+        assert f"reference={order.payments.get().pk}" in sent
+        order.refresh_from_db()
+        assert order.status == Order.Status.PENDING_PAYMENT
+        reserved = CardKey.objects.filter(order_line__order=order, status=CardKey.Status.RESERVED).count()
+        assert reserved == sum(line.quantity for line in order.lines.all()) > 0
 
 
 def test_gateway_refusal_is_explained(sandbox_shop, bridge):
