@@ -20,6 +20,7 @@ from rest_framework.response import Response
 
 from api import serializers_commerce as s
 from api.exceptions import InputError
+from api.rendering import rendered
 from api.permissions import MANAGER_ROLES, IsShopManager, IsShopMember
 from platform_core.audit.services import audit_record
 from platform_core.catalog import selectors as catalog_selectors
@@ -427,7 +428,7 @@ class OrderListApi(GenericAPIView):
                              tickets=[])
         else:
             order = order_selectors.order_with_history(number=order.number)
-        return Response({**s.OrderDetailOutput(order).data, **extra}, status=status.HTTP_201_CREATED)
+        return Response({**rendered(s.OrderDetailOutput, order), **extra}, status=status.HTTP_201_CREATED)
 
     @staticmethod
     def _idempotency_key(request) -> str | None:

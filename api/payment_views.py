@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from api.exceptions import InputError
 from api.permissions import IsShopManager
+from api.rendering import rendered
 from api.serializers_commerce import PaymentStartInput, PaymentStartOutput
 from platform_core.orders.models import Order
 from platform_core.payments import selectors as payment_selectors
@@ -56,12 +57,12 @@ def api_payment_start(request, order: Order, provider: str, return_url: str | No
     except PaymentError as exc:
         return {"detail": exc.message, "code": "payment_error", "retryable": exc.retryable}, \
             503 if exc.retryable else 409, None
-    return PaymentStartOutput({
+    return rendered(PaymentStartOutput, {
         "payment_id": payment.pk, "provider": payment.provider, "amount": payment.amount,
         "order_total": payment.amount - payment.buyer_fee, "fee": payment.fee,
         "fee_passed_to_buyer": payment.fee_paid_by_buyer, "currency": payment.currency, "action": action.kind,
         "url": action.url, "qr_text": action.qr_text, "external_id": payment.external_id or "",
-    }).data, status.HTTP_201_CREATED, payment
+    }), status.HTTP_201_CREATED, payment
 
 
 class PaymentMethodOutput(serializers.Serializer):

@@ -184,6 +184,7 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 
 MIDDLEWARE = [
+    "platform_core.cache.RequestScopeMiddleware",
     "tenants.middleware.ShopRoutingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

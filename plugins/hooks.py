@@ -17,6 +17,7 @@ from typing import Any
 from django.core.cache import cache
 from django.db import connection
 
+from platform_core.cache import remembered_for_request
 from plugins.registry import installed_plugins
 
 logger = logging.getLogger(__name__)
@@ -59,11 +60,18 @@ def forget_enabled_cache() -> None:
 
 def enabled_plugins(shop=None):
     """Instances of the plugins enabled in the current shop (empty on public)."""
-    from plugins.models import PluginAccount, PluginConfig
-
     shop = shop or getattr(connection, "tenant", None)
     if shop is None or connection.schema_name == "public" or not getattr(shop, "pk", None):
         return []
+    # a checkout asks several times per request; any cache write (so any configuration
+    # or account change) forgets the remembered list
+    return list(remembered_for_request(("enabled_plugins", connection.schema_name, shop.pk),
+                                       lambda: _enabled_plugins_of(shop)))
+
+
+def _enabled_plugins_of(shop) -> list:
+    from plugins.models import PluginAccount, PluginConfig
+
     installed = installed_plugins()
     plugins = []
     for row in _enabled_rows():

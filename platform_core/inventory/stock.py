@@ -39,14 +39,25 @@ def mask(secret: str) -> str:
     return f"{secret[:3]}{'•' * min(len(secret) - 5, 12)}{secret[-2:]}"
 
 
-def adjust_counts(sku_id: int, *, available: int = 0, reserved: int = 0, sold: int = 0) -> None:
-    """Move the SKU's counters by the given amounts (one statement: it runs on every sale)."""
+def adjust_counts(sku_id: int, *, available: int = 0, reserved: int = 0, sold: int = 0) -> bool:
+    """Move the SKU's counters by the given amounts (one statement: it runs on every
+    sale). True when the SKU is now at or below its product's low-stock threshold and
+    not alerted yet: the case :func:`platform_core.inventory.services.stock_check_low`
+    alerts for, answered by the same statement so a sale that leaves plenty of stock
+    costs no second read."""
     changes = [f"{column} = {column} + %s" for column, delta in
                (("available_count", available), ("reserved_count", reserved), ("sold_count", sold)) if delta]
-    if changes:
-        with connection.cursor() as cursor:
-            cursor.execute(f"UPDATE catalog_sku SET {', '.join(changes)} WHERE id = %s",
-                           [delta for delta in (available, reserved, sold) if delta] + [sku_id])
+    if not changes:
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE catalog_sku s SET {', '.join(changes)} WHERE id = %s
+                RETURNING NOT s.low_stock_alerted AND EXISTS (
+                    SELECT 1 FROM catalog_product p WHERE p.id = s.product_id AND p.low_stock_threshold > 0
+                      AND s.available_count <= p.low_stock_threshold)""",
+            [delta for delta in (available, reserved, sold) if delta] + [sku_id])
+        row = cursor.fetchone()
+    return bool(row and row[0])
 
 
 def recount(sku_id: int) -> dict[str, int]:
@@ -66,17 +77,3 @@ def recount(sku_id: int) -> dict[str, int]:
     return counts
 
 
-def skus_due_low_stock_alert(sku_ids) -> list[int]:
-    """Of ``sku_ids``, those at or below their product's threshold and not alerted yet:
-    the ones :func:`platform_core.inventory.services.stock_check_low` would alert for.
-    One read, so a sale that leaves plenty of stock sends no task."""
-    if not sku_ids:
-        return []
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """SELECT s.id FROM catalog_sku s JOIN catalog_product p ON p.id = s.product_id
-               WHERE s.id = ANY(%s) AND NOT s.low_stock_alerted AND p.low_stock_threshold > 0
-                 AND s.available_count <= p.low_stock_threshold ORDER BY s.id""",
-            [sorted(sku_ids)],
-        )
-        return [row[0] for row in cursor.fetchall()]

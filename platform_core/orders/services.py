@@ -23,7 +23,7 @@ from platform_core.db.rows import insert_row, insert_rows, select_row, select_ro
 from platform_core.money import format_minor
 from platform_core.catalog.models import SKU, Product
 from platform_core.inventory.models import CardKey, DeliveredKey
-from platform_core.inventory.stock import KeyCipher, adjust_counts, skus_due_low_stock_alert
+from platform_core.inventory.stock import KeyCipher, adjust_counts
 from platform_core.orders.models import Order, OrderEvent, OrderLine, OrderSettings, Ticket, TicketMessage
 from platform_core.orders.query_passwords import check_query_password, hash_query_password, spend_equal_time
 from plugins import hooks
@@ -346,13 +346,14 @@ def orders_expire_due(now=None) -> int:
 
 # --- payment and delivery ------------------------------------------------------------
 
-def _sell_line(line: OrderLine) -> int:
+def _sell_line(line: OrderLine) -> tuple[int, bool]:
     """Turn the line's reserved keys into sold ones and top up from free stock; returns
-    how many units the line now has delivered."""
+    how many units the line now has delivered, and whether its SKU is now due a
+    low-stock alert."""
     now = timezone.now()
     missing = line.quantity - line.delivered_quantity
     if missing <= 0:
-        return line.delivered_quantity
+        return line.delivered_quantity, False
     with connection.cursor() as cursor:
         cursor.execute(
             """UPDATE inventory_cardkey SET status = 'sold', sold_at = %s, reserved_until = NULL
@@ -366,7 +367,7 @@ def _sell_line(line: OrderLine) -> int:
                                      "status = 'sold', sold_at = %s, order_line_id = %s", [now, line.pk])
     sold = from_reservation + fresh
     insert_rows([DeliveredKey(order_line=line, card_key_id=key_id) for key_id in sold])
-    adjust_counts(line.sku_id, reserved=-len(from_reservation), available=-len(fresh), sold=len(sold))
+    low_stock = adjust_counts(line.sku_id, reserved=-len(from_reservation), available=-len(fresh), sold=len(sold))
     delivered = line.delivered_quantity + len(sold)
     if delivered < line.quantity:
         loop_key = CardKey.objects.filter(sku_id=line.sku_id, status=CardKey.Status.AVAILABLE, is_loop=True).first()
@@ -377,7 +378,7 @@ def _sell_line(line: OrderLine) -> int:
     if delivered != line.delivered_quantity:
         line.delivered_quantity = delivered
         update_row(line, ["delivered_quantity"])
-    return delivered
+    return delivered, low_stock
 
 
 def order_mark_paid(*, order: Order, payment=None, actor: str = "gateway") -> Order:
@@ -404,10 +405,13 @@ def _deliver(order: Order) -> None:
     lines = select_rows(OrderLine, "order_id = %s", [order.pk], suffix="ORDER BY id")
     waiting_for_staff = False
     short = False
+    low_stock_skus = set()
     for line in lines:
         if line.product_type == Product.Type.CARD_KEY:
-            if _sell_line(line) < line.quantity:
-                short = True
+            delivered, low_stock = _sell_line(line)
+            short = short or delivered < line.quantity
+            if low_stock:
+                low_stock_skus.add(line.sku_id)
         else:
             waiting_for_staff = waiting_for_staff or line.delivered_quantity < line.quantity
     if short:
@@ -420,16 +424,16 @@ def _deliver(order: Order) -> None:
                              message="Paid; the shop delivers this order shortly.")
     else:
         order_transition(order, S.DELIVERED, "order.delivered", actor="system")
-    order_id, sku_ids = order.pk, {line.sku_id for line in lines}
-    transaction.on_commit(lambda: _after_delivery(order_id, sku_ids))
+    order_id = order.pk
+    transaction.on_commit(lambda: _after_delivery(order_id, sorted(low_stock_skus)))
 
 
-def _after_delivery(order_id: int, sku_ids: set[int]) -> None:
+def _after_delivery(order_id: int, low_stock_sku_ids: list[int]) -> None:
     from platform_core.orders import tasks
 
     tasks.send_order_email.delay(order_id)
-    if due := skus_due_low_stock_alert(sku_ids):
-        tasks.check_low_stock.delay(due)
+    if low_stock_sku_ids:  # only SKUs that reached their threshold and are not alerted yet
+        tasks.check_low_stock.delay(low_stock_sku_ids)
 
 
 def orders_fulfil_awaiting_stock(*, sku_id: int) -> int:

@@ -164,17 +164,24 @@ def provider_account(provider: PaymentPlugin, account: str) -> PaymentPlugin:
     return bound
 
 
-def record_event(*, provider: str, event: GatewayEvent, account: str = MAIN_ACCOUNT) -> str:
+def record_event(*, provider: str, event: GatewayEvent, account: str = MAIN_ACCOUNT,
+                 lock_timeout: str | None = None) -> str:
     """Apply one verified gateway event exactly once. In one transaction: the inbox
     row, the payment, the order and its keys. Returns what happened, in a word.
 
     ``account`` is the merchant account whose credentials verified the event: it may
     only move payments that account took ("account_mismatch" otherwise, nothing
-    stored, so the genuine event still applies when it comes the right way)."""
+    stored, so the genuine event still applies when it comes the right way).
+    ``lock_timeout`` (e.g. "5s", only where no transaction is open yet: it holds for the
+    rest of the transaction) bounds the wait for a row another request holds; past it
+    the caller gets ``OperationalError`` and nothing is stored."""
     if event.kind == "ignored":
         return "ignored"
     try:
         with transaction.atomic():
+            if lock_timeout:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT set_config('lock_timeout', %s, true)", [lock_timeout])
             inbox = WebhookEvent(provider=provider, account=account, event_id=event.event_id, kind=event.kind,
                                  payload=event.raw)
             if not insert_row(inbox, ignore_conflicts=True):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from django.db import OperationalError, connection, transaction
+from django.db import OperationalError, connection
 from django.http import HttpResponse, HttpResponseNotAllowed
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
@@ -49,11 +49,9 @@ def payment_webhook(request, slug: str, account: str = MAIN_ACCOUNT):
         logger.warning("payment webhook rejected: shop=%s provider=%s status=%s reason=%s",
                        getattr(shop, "schema_name", "?"), slug, exc.status, exc.message)
         return _text(exc.message, exc.status)
-    try:
-        with transaction.atomic():
-            with connection.cursor() as cursor:  # for this transaction only
-                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [LOCK_TIMEOUT])
-            results = [record_event(provider=slug, event=event, account=account) for event in events]
+    try:  # each event in a transaction of its own: one applied before a failure is a duplicate when re-sent
+        results = [record_event(provider=slug, event=event, account=account, lock_timeout=LOCK_TIMEOUT)
+                   for event in events]
     except OperationalError as exc:
         logger.warning("payment webhook deferred: shop=%s provider=%s: %s", getattr(shop, "schema_name", "?"),
                        slug, type(exc).__name__)

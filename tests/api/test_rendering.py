@@ -1,0 +1,57 @@
+"""api.rendering: an output serializer bound once per thread answers exactly what a
+freshly built one answers, object after object and from many threads at once."""
+from __future__ import annotations
+
+import threading
+
+from django.db import connection
+from django_tenants.utils import tenant_context
+
+from api import serializers_commerce as s
+from api.rendering import rendered
+from platform_core.orders.models import Order
+from platform_core.orders.selectors import order_with_history
+from platform_core.orders.services import LineRequest, order_place
+from tests.commerce_helpers import make_product, pay
+
+
+def _orders(count_pending: int = 2):
+    sku = make_product(keys=10, price=700)
+    paid = order_place(lines=[LineRequest(sku.pk, 2)], contact="paid@example.com", query_password="1234")
+    pay(paid)
+    pending = [order_place(lines=[LineRequest(sku.pk, 1)], contact=f"p{n}@example.com", query_password="1234")
+               for n in range(count_pending)]
+    return [order_with_history(number=order.number) for order in [paid, *pending]]
+
+
+def test_rendered_equals_a_fresh_serializer_for_orders_in_different_states(alpha):
+    with tenant_context(alpha):
+        orders = _orders()
+        assert orders[0].status == Order.Status.DELIVERED and orders[0].payments.all()
+        for order in orders + orders[::-1]:  # in either order: nothing carries over
+            assert rendered(s.OrderDetailOutput, order) == s.OrderDetailOutput(order).data
+        assert rendered(s.OrderDetailOutput, orders[0])["payments"][0]["status"] == "succeeded"
+        assert rendered(s.OrderDetailOutput, orders[1])["payments"] == []
+        listed = Order.objects.order_by("id").prefetch_related("lines")
+        assert rendered(s.OrderOutput, listed, many=True) == s.OrderOutput(listed, many=True).data
+        assert len(rendered(s.OrderOutput, listed, many=True)) == 3
+
+
+def test_rendered_from_many_threads_gives_each_its_own_answer(alpha):
+    with tenant_context(alpha):
+        orders = _orders(count_pending=5)
+        expected = [s.OrderDetailOutput(order).data for order in orders]
+    wrong, schema = [], connection.schema_name
+
+    def render_many(offset: int):
+        for n in range(60):
+            index = (offset + n) % len(orders)
+            if rendered(s.OrderDetailOutput, orders[index]) != expected[index]:
+                wrong.append(index)
+
+    threads = [threading.Thread(target=render_many, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == [] and schema == connection.schema_name

@@ -1,0 +1,92 @@
+"""The cache's per-request memory: a key read once in a request is answered from memory
+for the rest of it, the request's own writes are read back at once, and outside a
+request every read goes to Redis."""
+from __future__ import annotations
+
+import redis
+from django.conf import settings
+from django.core.cache import cache
+from django.test import Client
+
+from platform_core.cache import remembered_for_request, request_scope
+
+
+def _other_process_sets(key: str, value) -> None:
+    """Write as another web worker would: straight into Redis, past this process."""
+    raw = redis.Redis.from_url(settings.CACHES["default"]["LOCATION"])
+    raw.set(cache.make_and_validate_key(key), cache._cache._serializer.dumps(value))
+
+
+def test_a_request_reads_a_key_once_and_sees_its_own_writes():
+    cache.set("memo:plan", {"code": "basic"})
+    with request_scope():
+        assert cache.get("memo:plan") == {"code": "basic"}
+        _other_process_sets("memo:plan", {"code": "business"})
+        assert cache.get("memo:plan") == {"code": "basic"}  # remembered for this request
+        cache.set("memo:other", 1)  # any write of its own forgets the memory
+        assert cache.get("memo:plan") == {"code": "business"}
+        cache.delete("memo:plan")
+        assert cache.get("memo:plan") is None
+        assert cache.get("memo:plan", "fallback") == "fallback"
+        assert cache.incr("memo:other") == 2 and cache.get("memo:other") == 2
+    _other_process_sets("memo:plan", {"code": "pro"})
+    assert cache.get("memo:plan") == {"code": "pro"}  # no scope: straight to Redis
+
+
+def test_every_read_gets_its_own_copy():
+    cache.set("memo:rows", [{"slug": "sandbox"}])
+    with request_scope():
+        first = cache.get("memo:rows")
+        first.append({"slug": "changed by the caller"})
+        assert cache.get("memo:rows") == [{"slug": "sandbox"}]
+
+
+def test_a_missing_key_is_remembered_as_missing_until_a_write():
+    cache.delete("memo:absent")
+    with request_scope():
+        assert cache.get("memo:absent") is None
+        _other_process_sets("memo:absent", "late")
+        assert cache.get("memo:absent") is None
+        cache.add("memo:unrelated", 1)
+        assert cache.get("memo:absent") == "late"
+
+
+def test_scopes_do_not_share_memory():
+    cache.set("memo:shared", "one")
+    with request_scope():
+        assert cache.get("memo:shared") == "one"
+    _other_process_sets("memo:shared", "two")
+    with request_scope():
+        assert cache.get("memo:shared") == "two"
+
+
+def test_derived_values_are_computed_once_per_request_and_again_after_a_write():
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return len(calls)
+
+    assert remembered_for_request(("derived",), compute) == 1
+    assert remembered_for_request(("derived",), compute) == 2  # outside a request: every time
+    with request_scope():
+        assert remembered_for_request(("derived",), compute) == 3
+        assert remembered_for_request(("derived",), compute) == 3
+        cache.set("memo:config", "changed")
+        assert remembered_for_request(("derived",), compute) == 4
+    with request_scope():
+        assert remembered_for_request(("derived",), compute) == 5
+
+
+def test_enabling_a_plugin_takes_effect_in_the_next_request(alpha, alice):
+    """Across requests nothing is remembered: the storefront shows a banner plugin's
+    notice in the very next request after the owner saved it."""
+    from django_tenants.utils import tenant_context
+
+    from plugins.services import plugin_configure
+
+    storefront = Client(HTTP_HOST="alpha.kameng.test")
+    assert "Closed for the holidays" not in storefront.get("/").content.decode()
+    with tenant_context(alpha):
+        plugin_configure(shop=alpha, slug="store-notice", data={"message": "Closed for the holidays", "style": "info"}, enable=True)
+    assert "Closed for the holidays" in storefront.get("/").content.decode()
