@@ -73,9 +73,12 @@ class CardKey(models.Model):
             ),
         ]
         indexes = [
-            # allocation (sku, 'available', ORDER BY id) reads only available keys of one SKU;
-            # the console and recounts use the same index by SKU
-            models.Index(fields=["sku", "status", "id"], name="cardkey_by_sku_status"),
+            # allocation (sku, 'available', oldest first) reads only available keys of one SKU;
+            # the console, the export and recounts use the same index by SKU. Keys are issued
+            # by age (created_at, id), an order only this index provides: given "ORDER BY id"
+            # the planner walks the primary key through every sold key when one SKU fills the
+            # table (decision 0041)
+            models.Index(fields=["sku", "status", "created_at", "id"], name="cardkey_by_sku_status"),
             models.Index(fields=["order_line"], name="cardkey_by_order_line", condition=Q(order_line__isnull=False)),
             models.Index(fields=["reserved_until"], name="cardkey_reserved_until", condition=Q(status="reserved")),
         ]

@@ -229,6 +229,6 @@ def keys_export_unsold(*, shop, sku: SKU, actor, request=None) -> Iterator[str]:
     audit_record(action="cardkey.exported", actor=actor, target=sku, request=request,
                  data={"sku_id": sku.pk, "count": sku.available_count})
     cipher = KeyCipher(shop)
-    tokens = (CardKey.objects.filter(sku_id=sku.pk, status=CardKey.Status.AVAILABLE).order_by("id")
+    tokens = (CardKey.objects.filter(sku_id=sku.pk, status=CardKey.Status.AVAILABLE).order_by("created_at", "id")
               .values_list("secret", flat=True))
     return (cipher.decrypt(token) for token in tokens.iterator(chunk_size=2000))

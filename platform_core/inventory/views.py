@@ -160,7 +160,7 @@ def keys_view(request, sku_id):
     status = request.GET.get("status", CardKey.Status.AVAILABLE)
     if status not in CardKey.Status.values:
         status = CardKey.Status.AVAILABLE
-    keys = CardKey.objects.filter(sku=sku, status=status).order_by("id").only(
+    keys = CardKey.objects.filter(sku=sku, status=status).order_by("created_at", "id").only(
         "id", "secret", "status", "is_loop", "created_at", "sold_at", "batch_id")
     page = Paginator(keys, KEYS_PER_PAGE).get_page(request.GET.get("page"))
     cipher = KeyCipher(request.tenant)

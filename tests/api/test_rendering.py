@@ -41,17 +41,28 @@ def test_rendered_from_many_threads_gives_each_its_own_answer(alpha):
     with tenant_context(alpha):
         orders = _orders(count_pending=5)
         expected = [s.OrderDetailOutput(order).data for order in orders]
-    wrong, schema = [], connection.schema_name
+    wrong, failures, done, schema = [], [], [], connection.schema_name
 
     def render_many(offset: int):
-        for n in range(60):
-            index = (offset + n) % len(orders)
-            if rendered(s.OrderDetailOutput, orders[index]) != expected[index]:
-                wrong.append(index)
+        # each thread has its own connection (outside the test's transaction: the pending
+        # orders' related rows it reads are none, as in the expected answers)
+        try:
+            with tenant_context(alpha):
+                for n in range(60):
+                    index = (offset + n) % len(orders)
+                    if rendered(s.OrderDetailOutput, orders[index]) != expected[index]:
+                        wrong.append(index)
+                    done.append(index)
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            failures.append(repr(error))
+        finally:
+            connection.close()
 
     threads = [threading.Thread(target=render_many, args=(i,)) for i in range(6)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    assert failures == []
+    assert len(done) == 6 * 60
     assert wrong == [] and schema == connection.schema_name

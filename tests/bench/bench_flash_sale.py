@@ -139,10 +139,12 @@ def _raw_allocate_tps(schema: str, sku_id: int, line_id: int, seconds: float = 8
                       connections_count: int = 8) -> float:
     import psycopg
 
+    from platform_core.orders.services import ISSUE_ORDER_SQL
+
     url = os.environ["DATABASE_URL"].replace("postgres://", "postgresql://")
     statement = (f'UPDATE "{schema}".inventory_cardkey SET status = \'sold\', sold_at = now(), order_line_id = %s '
                  f'WHERE id = (SELECT id FROM "{schema}".inventory_cardkey WHERE sku_id = %s AND status = \'available\' '
-                 f'AND NOT is_loop ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)')
+                 f'AND NOT is_loop ORDER BY {ISSUE_ORDER_SQL["oldest"]} LIMIT 1 FOR UPDATE SKIP LOCKED)')
     done = [0] * connections_count
     stop_at = time.time() + seconds
 
