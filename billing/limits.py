@@ -16,6 +16,8 @@ from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from platform_core.cache import read_on_every_shop_request
+
 PLAN_CACHE_SECONDS = 60
 #: with at least this much room left, no lock is taken: that many requests would have to
 #: be between their check and their commit at once to overshoot (checkout stays parallel)
@@ -32,6 +34,9 @@ LIMITS = {
 
 def _cache_key(shop_id) -> str:
     return f"billing:plan:v1:{shop_id}"
+
+
+read_on_every_shop_request(lambda shop: _cache_key(shop.pk))
 
 
 def forget_plan_cache(shop) -> None:

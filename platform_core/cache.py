@@ -22,6 +22,24 @@ from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 
 T = TypeVar("T")
 _request_memory: ContextVar[dict | None] = ContextVar("kameng_request_memory", default=None)
+#: functions shop -> cache key of what nearly every request of a shop reads (its enabled
+#: plugins, its plan): fetched together as soon as the shop is known (prefetch_for_shop)
+_per_shop_request_keys: list[Callable[[Any], str]] = []
+
+
+def read_on_every_shop_request(key_of: Callable[[Any], str]) -> Callable[[Any], str]:
+    """Register ``key_of(shop)``: the key is fetched with the others in one round trip
+    when a request's shop is known, instead of one round trip each."""
+    _per_shop_request_keys.append(key_of)
+    return key_of
+
+
+def prefetch_for_shop(shop) -> None:
+    """Called by host routing once the shop (and its schema) is set."""
+    from django.core.cache import cache
+
+    if _per_shop_request_keys and _request_memory.get() is not None and hasattr(cache, "prefetch"):
+        cache.prefetch([key_of(shop) for key_of in _per_shop_request_keys])
 
 
 @contextmanager
@@ -87,6 +105,13 @@ class ReusingRedisCacheClient(RedisCacheClient):
         # kept serialised: every read gets its own copy, as from Redis
         return default if raw is None else self._serializer.loads(raw)
 
+    def prefetch(self, keys: list[str]) -> None:
+        """Read ``keys`` (made keys) in one MGET into the request memory."""
+        memory = _request_memory.get()
+        wanted = [key for key in keys if key not in memory] if memory is not None else []
+        if wanted:
+            memory.update(zip(wanted, self.get_client(wanted[0]).mget(wanted), strict=True))
+
     add = _forgetting("add")
     set = _forgetting("set")
     touch = _forgetting("touch")
@@ -101,6 +126,9 @@ class KamengRedisCache(RedisCache):
     def __init__(self, server, params):
         super().__init__(server, params)
         self._class = ReusingRedisCacheClient
+
+    def prefetch(self, keys: list[str]) -> None:
+        self._cache.prefetch([self.make_and_validate_key(key) for key in keys])
 
 
 class RequestScopeMiddleware:

@@ -17,7 +17,7 @@ from typing import Any
 from django.core.cache import cache
 from django.db import connection
 
-from platform_core.cache import remembered_for_request
+from platform_core.cache import read_on_every_shop_request, remembered_for_request
 from plugins.registry import installed_plugins
 
 logger = logging.getLogger(__name__)
@@ -31,6 +31,8 @@ HOOKS = {
 
 ENABLED_CACHE_KEY = "plugins:enabled:v2"
 ENABLED_CACHE_SECONDS = 300
+# in the shop's schema, so the cache key function makes it the shop's own
+read_on_every_shop_request(lambda shop: ENABLED_CACHE_KEY)
 
 
 class UnknownHook(LookupError):

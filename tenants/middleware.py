@@ -10,6 +10,8 @@ from django.template.loader import render_to_string
 from django_tenants.middleware.main import TenantMainMiddleware
 from django_tenants.utils import get_public_schema_name
 
+from platform_core.cache import prefetch_for_shop
+
 ROUTE_CACHE_SECONDS = 60
 SESSION_HOST_KEY = "_kameng_host"
 
@@ -66,6 +68,7 @@ class ShopRoutingMiddleware(TenantMainMiddleware):
         shop.domain_url = hostname
         request.tenant = shop
         connection.set_tenant(shop)
+        prefetch_for_shop(shop)
         request.urlconf = settings.ROOT_URLCONF
 
     def _serve_platform(self, request):

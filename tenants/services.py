@@ -269,9 +269,18 @@ def shop_set_status(*, shop: Shop, status: str, reason: str, actor: Merchant | N
     return locked
 
 
+def remember_membership(merchant, shop_id: int, membership: ShopMembership | None) -> None:
+    """What ``membership_for(merchant, shop)`` answers for the rest of this request,
+    read with the merchant by whoever authenticated it (the API token's statement)."""
+    merchant._membership_read = (shop_id, membership)
+
+
 def membership_for(merchant, shop) -> ShopMembership | None:
     if merchant is None or not merchant.is_authenticated or not merchant.is_active:
         return None
+    read = getattr(merchant, "_membership_read", None)
+    if read is not None and read[0] == shop.pk:
+        return read[1]
     from platform_core.db.rows import select_row
 
     # on every API request: a compiled-once read (public table, found through search_path)

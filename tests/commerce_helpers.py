@@ -41,3 +41,28 @@ def pay(order, *, provider="test-pay", event_id=None, amount=None, currency=None
         amount=order.total if amount is None else amount, currency=currency or order.currency))
 
 
+
+
+class StatementCounter:
+    """Counts the statements that reach PostgreSQL through Django's cursors (held writes
+    included; BEGIN and COMMIT are not statements of a cursor)."""
+
+    def __init__(self, monkeypatch):
+        self.sent: list[str] = []
+        with connection.cursor() as cursor:
+            cursor_class = type(cursor.cursor)
+        original = cursor_class.execute
+
+        def execute(cursor, query, *args, **kwargs):
+            self.sent.append(str(query))
+            return original(cursor, query, *args, **kwargs)
+
+        monkeypatch.setattr(cursor_class, "execute", execute)
+
+    def clear(self) -> None:
+        self.sent.clear()
+
+    @property
+    def work(self) -> list[str]:
+        """The statements other than savepoints (a test's transaction is one)."""
+        return [sql for sql in self.sent if not sql.startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))]

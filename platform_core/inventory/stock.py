@@ -39,6 +39,12 @@ def mask(secret: str) -> str:
     return f"{secret[:3]}{'•' * min(len(secret) - 5, 12)}{secret[-2:]}"
 
 
+#: of an updated ``catalog_sku s`` row: at or below its product's threshold, not alerted yet
+LOW_STOCK_DUE_SQL = """NOT s.low_stock_alerted AND EXISTS (
+    SELECT 1 FROM catalog_product p WHERE p.id = s.product_id AND p.low_stock_threshold > 0
+      AND s.available_count <= p.low_stock_threshold)"""
+
+
 def adjust_counts(sku_id: int, *, available: int = 0, reserved: int = 0, sold: int = 0) -> bool:
     """Move the SKU's counters by the given amounts (one statement: it runs on every
     sale). True when the SKU is now at or below its product's low-stock threshold and
@@ -51,10 +57,7 @@ def adjust_counts(sku_id: int, *, available: int = 0, reserved: int = 0, sold: i
         return False
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""UPDATE catalog_sku s SET {', '.join(changes)} WHERE id = %s
-                RETURNING NOT s.low_stock_alerted AND EXISTS (
-                    SELECT 1 FROM catalog_product p WHERE p.id = s.product_id AND p.low_stock_threshold > 0
-                      AND s.available_count <= p.low_stock_threshold)""",
+            f"UPDATE catalog_sku s SET {', '.join(changes)} WHERE id = %s RETURNING {LOW_STOCK_DUE_SQL}",
             [delta for delta in (available, reserved, sold) if delta] + [sku_id])
         row = cursor.fetchone()
     return bool(row and row[0])

@@ -19,11 +19,12 @@ from django.utils import timezone
 
 from billing.limits import limit_refusal
 from platform_core.audit.services import audit_record
-from platform_core.db.rows import insert_row, insert_rows, select_row, select_rows, update_row
+from platform_core.db.rows import (batched_writes, insert_row, insert_rows, select_joined, select_rows,
+                                   update_row)
 from platform_core.money import format_minor
 from platform_core.catalog.models import SKU, Product
 from platform_core.inventory.models import CardKey, DeliveredKey
-from platform_core.inventory.stock import KeyCipher, adjust_counts
+from platform_core.inventory.stock import LOW_STOCK_DUE_SQL, KeyCipher, adjust_counts
 from platform_core.orders.models import Order, OrderEvent, OrderLine, OrderSettings, Ticket, TicketMessage
 from platform_core.orders.query_passwords import check_query_password, hash_query_password, spend_equal_time
 from plugins import hooks
@@ -63,15 +64,22 @@ class OrderError(Exception):
 
 # --- pricing -------------------------------------------------------------------------
 
+#: the unit price of the best wholesale tier of a SKU for a quantity (NULL: none applies)
+WHOLESALE_TIER_SQL = ("(SELECT unit_price FROM catalog_wholesaleprice WHERE min_quantity <= %s AND sku_id = {sku} "
+                      "ORDER BY min_quantity DESC LIMIT 1)")
+
 def unit_price_for(*, sku: SKU, quantity: int, customer=None) -> int:
     """Base price → wholesale tier → plugin adjustments (tier prices, …): server side only."""
     price = sku.price
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT unit_price FROM catalog_wholesaleprice WHERE sku_id = %s AND min_quantity <= %s "
-                       "ORDER BY min_quantity DESC LIMIT 1", [sku.pk, quantity])
-        tier = cursor.fetchone()
+    read = getattr(sku, "wholesale_read", None)  # (quantity, tier price), read with the SKU at checkout
+    if read is not None and read[0] == quantity:
+        tier = read[1]
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {WHOLESALE_TIER_SQL.format(sku='%s')}", [quantity, sku.pk])
+            tier = cursor.fetchone()[0]
     if tier is not None:
-        price = min(price, tier[0])
+        price = min(price, tier)
     price = hooks.pipeline("price_adjust", price, sku=sku, customer=customer, quantity=quantity)
     return max(int(price), 0)
 
@@ -105,41 +113,50 @@ def _new_number() -> str:
     return timezone.now().strftime("%y%m%d%H%M%S") + f"{secrets.randbelow(10**9):09d}"
 
 
-def _claim_free_keys(sku: SKU, quantity: int, assignments: str, params: list) -> list[int]:
+def _claim_free_keys(sku: SKU, quantity: int, assignments: str, params: list, *,
+                     counted_as: str | None = None) -> list[int]:
     """Update up to ``quantity`` free keys of ``sku`` in its issue order with ``assignments``
     and return their ids. The pick is a MATERIALIZED CTE so it runs exactly once: a
     rescanned ``id IN (SELECT … FOR UPDATE SKIP LOCKED)`` (nested-loop plans) skips the rows
-    the same statement just updated and would hand the whole stock to one order."""
+    the same statement just updated and would hand the whole stock to one order.
+    ``counted_as`` (a SKU counter column) moves the claimed keys from the SKU's available
+    count to that one in the same statement, as :func:`adjust_counts` would."""
+    count_move = "" if counted_as is None else f""", counted AS (
+                UPDATE catalog_sku SET available_count = available_count - (SELECT count(*) FROM claimed),
+                    {counted_as} = {counted_as} + (SELECT count(*) FROM claimed)
+                WHERE id = %s AND EXISTS (SELECT 1 FROM claimed))"""
     with connection.cursor() as cursor:
         cursor.execute(
             f"""WITH picked AS MATERIALIZED (
                     SELECT id FROM inventory_cardkey WHERE sku_id = %s AND status = 'available' AND NOT is_loop
-                    ORDER BY {ISSUE_ORDER_SQL[sku.issue_order]} LIMIT %s FOR UPDATE SKIP LOCKED)
-                UPDATE inventory_cardkey SET {assignments} FROM picked
-                WHERE inventory_cardkey.id = picked.id RETURNING inventory_cardkey.id""",
-            [sku.pk, quantity, *params],
+                    ORDER BY {ISSUE_ORDER_SQL[sku.issue_order]} LIMIT %s FOR UPDATE SKIP LOCKED),
+                claimed AS (UPDATE inventory_cardkey SET {assignments} FROM picked
+                    WHERE inventory_cardkey.id = picked.id RETURNING inventory_cardkey.id){count_move}
+                SELECT id FROM claimed""",
+            [sku.pk, quantity, *params, *([sku.pk] if counted_as else [])],
         )
         return [row[0] for row in cursor.fetchall()]
 
 
 def _reserve(line: OrderLine, sku: SKU, quantity: int, until) -> int:
-    """Reserve up to ``quantity`` keys for ``line``; returns how many were reserved."""
-    reserved = len(_claim_free_keys(sku, quantity, "status = 'reserved', order_line_id = %s, reserved_until = %s",
-                                    [line.pk, until]))
-    if reserved:
-        adjust_counts(sku.pk, available=-reserved, reserved=reserved)
-    return reserved
+    """Reserve up to ``quantity`` keys for ``line`` (and count them as reserved); returns
+    how many were reserved."""
+    return len(_claim_free_keys(sku, quantity, "status = 'reserved', order_line_id = %s, reserved_until = %s",
+                                [line.pk, until], counted_as="reserved_count"))
 
 
-def _sku_for_sale(sku_id) -> SKU | None:
-    """The active SKU ``sku_id`` of a visible product, with its product loaded."""
+def _sku_for_sale(sku_id, quantity: int) -> SKU | None:
+    """The active SKU ``sku_id`` of a visible product, with its product and its
+    wholesale tier for ``quantity`` read in the same statement."""
     if not isinstance(sku_id, int) or isinstance(sku_id, bool) or not 0 < sku_id < 2**63:
         return None
-    sku = select_row(SKU, "id = %s AND is_active", [sku_id])
-    product = select_row(Product, "id = %s AND is_visible", [sku.product_id]) if sku is not None else None
-    if product is None:
+    found = select_joined((SKU, Product), "JOIN catalog_product t1 ON t1.id = t0.product_id AND t1.is_visible",
+                          "t0.id = %s AND t0.is_active", [quantity, sku_id],
+                          extra=(WHOLESALE_TIER_SQL.format(sku="t0.id"),))
+    if found is None:
         return None
-    sku.product = product
+    sku, sku.product, tier = found
+    sku.wholesale_read = (quantity, tier)
     return sku
 
 
@@ -165,13 +182,11 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
     if customer is None and len(query_password or "") < 4:
         raise OrderError("Choose a query password of at least 4 characters to look the order up later.",
                          field="query_password")
-    rules = OrderSettings.current()
-
     resolved = []
     for index, request in enumerate(lines):
         if not isinstance(request.quantity, int) or isinstance(request.quantity, bool):
             raise OrderError("Quantity must be a whole number.", field="quantity", line=index)
-        sku = _sku_for_sale(request.sku_id)
+        sku = _sku_for_sale(request.sku_id, request.quantity)
         if sku is None:
             raise OrderError("This product is not available.", field="sku", code="not_found", status=404,
                              line=index)
@@ -192,13 +207,12 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
                 raise OrderError(f"Enter a valid {product.account_label or 'account'}.", field="account")
         resolved.append((sku, request.quantity, account))
 
-    now = timezone.now()
-    until = now + timedelta(minutes=rules.reservation_minutes)
-    with transaction.atomic():
+    with transaction.atomic(), batched_writes():
         if refusal := limit_refusal(connection.tenant, "monthly_orders", whose="This shop's"):
             raise OrderError(f"This shop cannot take more orders this month. {refusal}", code="plan_limit",
                              status=403)
-        _check_open_order_limits(rules, contact_value, ip)
+        rules = _check_open_order_limits(contact_value, ip)
+        until = timezone.now() + timedelta(minutes=rules.reservation_minutes)
         subtotal = 0
         priced = []
         for sku, quantity, account in resolved:
@@ -243,20 +257,24 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
     return order
 
 
-def _check_open_order_limits(rules: OrderSettings, contact: str, ip: str | None) -> None:
+def _check_open_order_limits(contact: str, ip: str | None) -> OrderSettings:
     """At most N unpaid orders per contact and per network, so nobody holds the stock
     hostage. Transaction-scoped advisory locks make the count and the insert atomic
-    for one contact / network (two parallel checkouts cannot both slip under it)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"open-orders:contact:{contact}"])
-        if ip:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"open-orders:ip:{ip}"])
+    for one contact / network (two parallel checkouts cannot both slip under it).
+    Returns the shop's order settings, read by the statement that takes the locks."""
+    lock_names = [f"open-orders:contact:{contact}", *([f"open-orders:ip:{ip}"] if ip else [])]
+    locks = ", ".join(["pg_advisory_xact_lock(hashtext(%s))"] * len(lock_names))
+    # RIGHT JOIN: the locks are taken once, also in a shop that has no settings row yet
+    (rules,) = select_joined((OrderSettings,), f"RIGHT JOIN (SELECT {locks}) locked ON TRUE", "TRUE", lock_names,
+                             suffix="ORDER BY t0.id LIMIT 1")
+    rules = rules or OrderSettings()
     if _open_orders(column="contact", value=contact) >= rules.max_open_orders_per_contact:
         raise OrderError("You have too many unpaid orders. Pay or cancel one first.", field="contact",
                          code="too_many_open_orders", status=429)
     if ip and _open_orders(column="ip", value=ip) >= rules.max_open_orders_per_ip:
         raise OrderError("Too many unpaid orders from your network. Pay or cancel one first.",
                          code="too_many_open_orders", status=429)
+    return rules
 
 
 OPEN_ORDERS_SQL = {column: f"SELECT count(*) FROM orders_order WHERE {column} = %s AND status = %s AND kind = %s"
@@ -291,7 +309,7 @@ def _event(order: Order, from_status: str, to_status: str, kind: str, *, message
            actor: str = "") -> OrderEvent:
     event = OrderEvent(order=order, from_status=from_status, to_status=to_status, kind=kind, message=message,
                        data=data or {}, actor=actor)
-    insert_row(event)
+    insert_row(event, returning=False)  # the history is read by order, never by the event's id
     return event
 
 
@@ -356,19 +374,28 @@ def _sell_line(line: OrderLine) -> tuple[int, bool]:
     if missing <= 0:
         return line.delivered_quantity, False
     with connection.cursor() as cursor:
+        # the reserved keys sold and counted as sold in one statement (it runs on every sale)
         cursor.execute(
-            """UPDATE inventory_cardkey SET status = 'sold', sold_at = %s, reserved_until = NULL
-               WHERE order_line_id = %s AND status = 'reserved' RETURNING id""",
-            [now, line.pk],
+            f"""WITH sold AS (
+                    UPDATE inventory_cardkey SET status = 'sold', sold_at = %s, reserved_until = NULL
+                    WHERE order_line_id = %s AND status = 'reserved' RETURNING id),
+                counted AS (
+                    UPDATE catalog_sku s SET reserved_count = reserved_count - (SELECT count(*) FROM sold),
+                        sold_count = sold_count + (SELECT count(*) FROM sold)
+                    WHERE id = %s AND EXISTS (SELECT 1 FROM sold) RETURNING {LOW_STOCK_DUE_SQL})
+                SELECT ARRAY(SELECT id FROM sold ORDER BY id), coalesce((SELECT * FROM counted), false)""",
+            [now, line.pk, line.sku_id],
         )
-        from_reservation = [row[0] for row in cursor.fetchall()][:missing]
-        fresh: list[int] = []
-        if len(from_reservation) < missing:  # reservation expired: take what is free now
-            fresh = _claim_free_keys(line.sku, missing - len(from_reservation),
-                                     "status = 'sold', sold_at = %s, order_line_id = %s", [now, line.pk])
+        sold_ids, low_stock = cursor.fetchone()
+    from_reservation = sold_ids[:missing]
+    fresh: list[int] = []
+    if len(from_reservation) < missing:  # reservation expired: take what is free now
+        fresh = _claim_free_keys(line.sku, missing - len(from_reservation),
+                                 "status = 'sold', sold_at = %s, order_line_id = %s", [now, line.pk])
+        low_stock = adjust_counts(line.sku_id, available=-len(fresh), sold=len(fresh)) or low_stock
     sold = from_reservation + fresh
-    insert_rows([DeliveredKey(order_line=line, card_key_id=key_id) for key_id in sold])
-    low_stock = adjust_counts(line.sku_id, reserved=-len(from_reservation), available=-len(fresh), sold=len(sold))
+    # after the count, which answers: held inside batched_writes, the keys go with the next write
+    insert_rows([DeliveredKey(order_line=line, card_key_id=key_id) for key_id in sold], returning=False)
     delivered = line.delivered_quantity + len(sold)
     if delivered < line.quantity:
         loop_key = CardKey.objects.filter(sku_id=line.sku_id, status=CardKey.Status.AVAILABLE, is_loop=True).first()

@@ -7,7 +7,7 @@ import logging
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from platform_core.db.rows import insert_row, select_row, update_row
+from platform_core.db.rows import batched_writes, insert_row, select_joined, update_row
 from platform_core.orders.models import Order
 from platform_core.payments.models import Payment, PaymentMethodFee, Refund, WebhookEvent
 from platform_core.payments.selectors import fee_quote, payment_plugin_class
@@ -104,7 +104,11 @@ def payment_start(*, order: Order, provider_slug: str, return_url: str, notify_u
     if not candidates:
         raise PaymentMisconfigured(f"{provider.name} has no enabled merchant account; enable one in the shop console.")
     with transaction.atomic():
-        locked = select_row(Order, "id = %s", [order.pk], suffix="FOR UPDATE")
+        # the order locked, and the shop's fee rule for the method read with it
+        locked, rule = select_joined((Order, PaymentMethodFee),
+                                     "LEFT JOIN payments_paymentmethodfee t1 ON t1.provider = %s", "t0.id = %s",
+                                     [provider.slug, order.pk], suffix="ORDER BY t1.id LIMIT 1 FOR UPDATE OF t0") \
+            or (None, None)
         if locked is None:
             raise PaymentError("This order does not exist any more.")
         if locked.status != Order.Status.PENDING_PAYMENT:
@@ -112,7 +116,7 @@ def payment_start(*, order: Order, provider_slug: str, return_url: str, notify_u
         if locked.reserved_until and locked.reserved_until < timezone.now():
             raise PaymentError("The reservation of this order ran out; place the order again.")
         # the fee is the shop's rule of this moment, never the buyer's say (decision 0025)
-        quote = fee_quote(provider=provider, order_total=locked.total)
+        quote = fee_quote(provider=provider, order_total=locked.total, rules={provider.slug: rule} if rule else {})
         payment = Payment(order=locked, provider=provider.slug, account=candidates[0].account_key,
                           amount=quote.amount, currency=locked.currency, fee=quote.fee,
                           fee_paid_by_buyer=quote.passed_to_buyer)
@@ -178,7 +182,7 @@ def record_event(*, provider: str, event: GatewayEvent, account: str = MAIN_ACCO
     if event.kind == "ignored":
         return "ignored"
     try:
-        with transaction.atomic():
+        with transaction.atomic(), batched_writes():
             if lock_timeout:
                 with connection.cursor() as cursor:
                     cursor.execute("SELECT set_config('lock_timeout', %s, true)", [lock_timeout])
@@ -212,16 +216,17 @@ def _payment_for(provider: str, account: str, event: GatewayEvent) -> Payment | 
     lock them), by our reference or else by the gateway's id."""
     candidates = []
     if event.payment_reference.isdigit() and 0 < int(event.payment_reference) < 2**63:
-        candidates.append(("id = %s AND provider = %s", [int(event.payment_reference), provider]))
+        candidates.append(("t1.id = %s AND t1.provider = %s", [int(event.payment_reference), provider]))
     if event.external_id:
-        candidates.append(("provider = %s AND account = %s AND external_id = %s",
+        candidates.append(("t1.provider = %s AND t1.account = %s AND t1.external_id = %s",
                            [provider, account, event.external_id]))
     payment = None
     for where, params in candidates:
-        order = select_row(Order, f"id = (SELECT order_id FROM payments_payment WHERE {where} ORDER BY id LIMIT 1)",
-                           params, suffix="FOR UPDATE")
-        if order is not None:
-            payment = select_row(Payment, where, params, suffix="ORDER BY id LIMIT 1 FOR UPDATE")
+        # one statement; FOR UPDATE locks a joined row's tables in FROM order: the order first
+        found = select_joined((Order, Payment), "JOIN payments_payment t1 ON t1.order_id = t0.id", where, params,
+                              suffix="ORDER BY t1.id LIMIT 1 FOR UPDATE")
+        if found is not None:
+            order, payment = found
             payment.order = order
             break
     if payment is not None and payment.account != account:

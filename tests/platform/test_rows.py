@@ -8,9 +8,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
-from platform_core.db.rows import insert_row, insert_rows, remember_related, select_row, select_rows, update_row
+from platform_core.db.rows import (batched_writes, insert_row, insert_rows, remember_related, select_joined, select_row,
+                                   select_rows, update_row)
 from platform_core.orders.models import Order, OrderEvent
-from platform_core.payments.models import WebhookEvent
+from platform_core.payments.models import Payment, WebhookEvent
+from tests.commerce_helpers import StatementCounter
 
 
 @pytest.fixture
@@ -87,3 +89,102 @@ def test_remembered_rows_answer_all_but_filters_still_query(shop):
     remember_related(shown, events=[OrderEvent(order=shown, kind="in hand")])
     assert [e.kind for e in shown.events.all()] == ["in hand"]
     assert [e.kind for e in shown.events.filter(kind="order.created")] == ["order.created"]
+
+
+# --- held writes (batched_writes) ----------------------------------------------------
+
+def test_held_writes_go_out_together_before_the_next_read(shop, monkeypatch):
+    first, second = _order("B1"), _order("B2")
+    insert_rows([first, second])
+    counter = StatementCounter(monkeypatch)
+    with transaction.atomic(), batched_writes():
+        first.status, second.status = "paid", "cancelled"
+        update_row(first, ["status"])
+        update_row(second, ["status"])
+        insert_row(OrderEvent(order=first, kind="order.paid"), returning=False)
+        assert counter.work == []  # nothing sent yet
+        # the next statement of any kind sees them: they go just before it, as one
+        assert Order.objects.get(pk=first.pk).status == "paid"
+        assert len(counter.work) == 2 and counter.work[0].startswith("WITH held0 AS (UPDATE")
+        assert OrderEvent.objects.filter(order=first, kind="order.paid").count() == 1
+    assert dict(Order.objects.filter(pk__in=[first.pk, second.pk]).values_list("number", "status")) == \
+        {"B1": "paid", "B2": "cancelled"}
+
+
+def test_held_writes_are_sent_before_commit_and_two_writes_of_one_row_both_apply(shop, monkeypatch):
+    order = _order("B3")
+    insert_row(order)
+    counter = StatementCounter(monkeypatch)
+    with transaction.atomic(), batched_writes():
+        order.status = "paid"
+        update_row(order, ["status"])
+        order.status, order.discount = "delivered", 5
+        update_row(order, ["status", "discount"])  # the same row: the first goes out on its own
+        assert len(counter.work) == 1
+    assert len(counter.work) == 2  # the second at the end of the block, inside the transaction
+    stored = Order.objects.get(pk=order.pk)
+    assert (stored.status, stored.discount) == ("delivered", 5)
+
+
+def test_held_writes_roll_back_with_their_savepoint_and_their_transaction(shop):
+    order = _order("B4")
+    insert_row(order)
+    with transaction.atomic(), batched_writes():
+        order.status = "paid"
+        update_row(order, ["status"])
+        try:
+            with transaction.atomic():  # a savepoint: the write held before it goes first and stays
+                insert_row(OrderEvent(order=order, kind="inner"), returning=False)
+                raise RuntimeError("undo the inner block")
+        except RuntimeError:
+            pass
+    assert Order.objects.get(pk=order.pk).status == "paid"
+    assert not OrderEvent.objects.filter(order=order, kind="inner").exists()
+
+    with pytest.raises(RuntimeError), transaction.atomic(), batched_writes():
+        order.status = "cancelled"
+        update_row(order, ["status"])
+        raise RuntimeError("undo everything")
+    assert Order.objects.get(pk=order.pk).status == "paid"
+
+
+def test_a_held_write_that_breaks_a_constraint_fails_its_transaction(shop):
+    insert_row(_order("B5", idempotency_key="api:taken"))
+    order = _order("B6")
+    insert_row(order)
+    with pytest.raises(IntegrityError), transaction.atomic(), batched_writes():
+        order.status = "paid"
+        update_row(order, ["status"])
+        order.idempotency_key = "api:taken"
+        update_row(order, ["idempotency_key"])  # sent first by the same-row rule, refused there
+    stored = Order.objects.get(pk=order.pk)
+    assert (stored.status, stored.idempotency_key) == ("pending_payment", None)
+
+
+def test_batched_writes_outside_a_transaction_is_refused(shop):
+    from django.db import connection
+
+    connection.in_atomic_block = False  # as in autocommit (a test runs inside a transaction)
+    try:
+        with pytest.raises(RuntimeError, match="inside transaction.atomic"), batched_writes():
+            pass
+    finally:
+        connection.in_atomic_block = True
+    with pytest.raises(ValueError, match="RETURNING"):
+        insert_row(_order("B7"), ignore_conflicts=True, returning=False)
+
+
+def test_select_joined_reads_several_models_and_a_missing_left_join_as_none(shop):
+    order = _order("J1")
+    insert_row(order)
+    payment = Payment(order=order, provider="sandbox", amount=100, currency="CNY")
+    insert_row(payment)
+    lonely = _order("J2")
+    insert_row(lonely)
+    joins = "LEFT JOIN payments_payment t1 ON t1.order_id = t0.id"
+    found_order, found_payment, doubled = select_joined((Order, Payment), joins, "t0.id = %s", [2, order.pk],
+                                                        extra=("t0.total * %s",))
+    assert (found_order.number, found_payment.pk, found_payment.order_id, doubled) == ("J1", payment.pk, order.pk, 200)
+    assert found_payment.created_at.tzinfo is not None and found_payment.data == {}
+    assert select_joined((Order, Payment), joins, "t0.id = %s", [lonely.pk])[1] is None
+    assert select_joined((Order, Payment), joins, "t0.id = %s", [-1]) is None

@@ -1,0 +1,77 @@
+"""A paid order through the API — place with payment, then the gateway's webhook —
+costs a fixed, small number of statements and Redis commands: each is a round trip
+that costs more than its Python (decision 0042). The counts are the budget; a change
+that adds a round trip to every sale shows up here."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+from django_tenants.utils import tenant_context
+
+from platform_core.inventory.models import CardKey, DeliveredKey
+from platform_core.orders.models import Order
+from tests.api.test_commerce_api import api
+from tests.bench._shop import API_KEY, payment_succeeded_event, signed_webhook
+from tests.commerce_helpers import StatementCounter
+from tests.payments.conftest import enable_sandbox, make_stock
+
+#: statements through Django's cursors, BEGIN/COMMIT aside (tests run in a transaction,
+#: so each transaction shows as a SAVEPOINT and a RELEASE here: two per transaction)
+PLACE_STATEMENTS = 16  # the test shop's plan has an order limit: one count of this month's orders
+WEBHOOK_STATEMENTS = 9
+#: cache reads per request: host routing; then the shop's plugins and plan in one MGET
+CACHE_READS = ["GET", "MGET"]
+
+
+@pytest.fixture
+def redis_commands(monkeypatch):
+    sent: list[str] = []
+    original = redis.Redis.execute_command
+
+    def execute_command(client, *args, **options):
+        sent.append(str(args[0]))
+        return original(client, *args, **options)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", execute_command)
+    return sent
+
+
+def test_a_paid_order_stays_within_its_round_trip_budget(alpha, alice, gateway, monkeypatch, redis_commands):
+    with tenant_context(alpha):
+        enable_sandbox(alpha, gateway, API_KEY)
+        sku, _ = make_stock(alpha, keys=3, price=100)
+    client = api(alpha, alice)
+    body = json.dumps({"lines": [{"sku_id": sku.pk, "quantity": 1}], "contact": "budget@example.com",
+                       "query_password": "1234", "payment": {"provider": "sandbox"}})
+    statements = StatementCounter(monkeypatch)
+    for attempt in range(2):  # the first warms the caches (routing, plugins, plan)
+        statements.clear()
+        redis_commands.clear()
+        placed = client.post("/api/v1/orders/", body, content_type="application/json")
+        assert placed.status_code == 201, placed.content
+        place_statements, place_redis = list(statements.sent), list(redis_commands)
+        payment = placed.json()["payment"]
+        hook_body, headers = signed_webhook(payment_succeeded_event(
+            payment["payment_id"], payment["amount"], payment["currency"], 0, payment["external_id"]))
+        statements.clear()
+        redis_commands.clear()
+        answer = client.post("/hooks/payments/sandbox/", hook_body, content_type="application/json",
+                             headers={"Sandbox-Signature": headers["Sandbox-Signature"]})
+        assert answer.status_code == 200, answer.content
+    hook_statements = list(statements.sent)
+    hook_redis = list(redis_commands)
+    assert len(place_statements) <= PLACE_STATEMENTS, "\n".join(place_statements)
+    assert len(hook_statements) <= WEBHOOK_STATEMENTS, "\n".join(hook_statements)
+    reads = ("GET", "MGET")  # the webhook also queues the e-mail with the keys (the broker's own commands)
+    assert [c for c in place_redis if c in reads] == CACHE_READS, place_redis
+    assert [c for c in hook_redis if c in reads] == CACHE_READS, hook_redis
+    # and the order is really delivered: one key sold, one delivered, counters moved
+    with tenant_context(alpha):
+        order = Order.objects.get(number=placed.json()["number"])
+        assert order.status == "delivered" and order.events.count() == 3
+        delivered = DeliveredKey.objects.get(order_line__order=order)
+        assert CardKey.objects.get(pk=delivered.card_key_id).status == "sold"
+        sku.refresh_from_db()
+        assert (sku.available_count, sku.reserved_count, sku.sold_count) == (1, 0, 2)
