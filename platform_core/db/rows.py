@@ -49,27 +49,51 @@ def batched_writes() -> Iterator[None]:
         _pending_writes.reset(token)
 
 
-def _hold_or_execute(sql: str, params: list, row_key: tuple | None = None) -> None:
+def _hold_or_execute(sql: str, params: list, table: str, row_pk=None) -> None:
     pending = _pending_writes.get()
     if pending is None:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
         return
-    if row_key is not None and any(held_key == row_key for _, _, held_key in pending):
+    if row_pk is not None and any(held[2] == table and held[3] == row_pk for held in pending):
         _send_held_writes(pending)
-    pending.append((sql, params, row_key))
+    pending.append((sql, params, table, row_pk))
+
+
+def _held_items(pending: list) -> tuple[str, list]:
+    """The held writes as WITH items, their parameters, and forgotten."""
+    items = ", ".join(f"held{n} AS ({held[0]})" for n, held in enumerate(pending))
+    params = [value for held in pending for value in held[1]]
+    pending.clear()
+    return items, params
 
 
 def _combined(pending: list) -> tuple[str, list]:
     """The held writes as one statement (and forgotten)."""
     if len(pending) == 1:
         sql, params = pending[0][0], pending[0][1]
-    else:  # every data-modifying WITH runs exactly once, whether the outer query reads it or not
-        sql = "WITH " + ", ".join(f"held{n} AS ({held_sql})" for n, (held_sql, _, _) in enumerate(pending)) \
-              + " SELECT 1"
-        params = [value for _, held_params, _ in pending for value in held_params]
-    pending.clear()
-    return sql, params
+        pending.clear()
+        return sql, params
+    items, params = _held_items(pending)
+    # every data-modifying WITH runs exactly once, whether the outer query reads it or not
+    return f"WITH {items} SELECT 1", params
+
+
+def with_held_writes(sql: str, params: list, *, tables: tuple[str, ...]) -> tuple[str, list]:
+    """``sql`` with the held writes in front of it as WITH items — one round trip for
+    both — when none of them is to one of ``tables``, the tables the statement reads or
+    writes (all of them: the items run on the statement's snapshot, so the statement
+    does not see their effects). Otherwise the held writes go out first, on their own."""
+    pending = _pending_writes.get()
+    if not pending:
+        return sql, params
+    if any(held[2] in tables for held in pending):
+        _send_held_writes(pending)
+        return sql, params
+    items, held_params = _held_items(pending)
+    body = sql.lstrip()
+    merged = f"WITH {items}, {body[5:]}" if body[:5].upper() == "WITH " else f"WITH {items} {body}"
+    return merged, [*held_params, *params]
 
 
 def _send_held_writes(pending: list) -> None:
@@ -113,7 +137,7 @@ def insert_row(instance, *, ignore_conflicts: bool = False, returning: bool = Tr
     if not returning:
         if ignore_conflicts:
             raise ValueError("insert_row(ignore_conflicts=True) answers whether the row was written: it needs RETURNING")
-        _hold_or_execute(f"{head} VALUES {row}", params)
+        _hold_or_execute(f"{head} VALUES {row}", params, instance._meta.db_table)
         return True
     with connection.cursor() as cursor:
         cursor.execute(f"{head} VALUES {row}{tail}", params)
@@ -132,7 +156,7 @@ def insert_rows(instances: list, *, returning: bool = True) -> None:
     head, row, tail, fields = _insert_parts(type(instances[0]), False)
     params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for instance in instances for f in fields]
     if not returning:
-        _hold_or_execute(f"{head} VALUES {', '.join([row] * len(instances))}", params)
+        _hold_or_execute(f"{head} VALUES {', '.join([row] * len(instances))}", params, instances[0]._meta.db_table)
         return
     with connection.cursor() as cursor:
         cursor.execute(f"{head} VALUES {', '.join([row] * len(instances))}{tail}", params)
@@ -156,7 +180,7 @@ def update_row(instance, fields: list[str] | tuple[str, ...]) -> None:
     :func:`batched_writes`)."""
     sql, model_fields = _update_sql(type(instance), tuple(fields))
     params = [f.get_db_prep_save(f.pre_save(instance, False), connection) for f in model_fields]
-    _hold_or_execute(sql, [*params, instance.pk], (type(instance)._meta.db_table, instance.pk))
+    _hold_or_execute(sql, [*params, instance.pk], instance._meta.db_table, instance.pk)
 
 
 def remember_related(instance, **related: list) -> None:
@@ -187,12 +211,15 @@ def _loaded(model, names: list[str], converters: list, values: list):
     return model.from_db(connection.alias, names, values)
 
 
-def select_rows(model, where: str, params: list, *, suffix: str = "") -> list:
+def select_rows(model, where: str, params: list, *, suffix: str = "", independent_of_held: bool = False) -> list:
     """Instances of ``model`` whose rows match the SQL condition ``where`` (a fixed
     string with ``%s`` placeholders: never user input), every concrete field loaded and
     converted as a queryset would; ``suffix`` is ``ORDER BY …``, ``LIMIT …``,
-    ``FOR UPDATE``."""
+    ``FOR UPDATE``. ``independent_of_held``: ``where`` reads no other table, so held
+    writes to other tables travel with this read (:func:`with_held_writes`)."""
     sql, names, converters = _select_sql(model, where, suffix)
+    if independent_of_held:
+        sql, params = with_held_writes(sql, params, tables=(model._meta.db_table,))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()

@@ -20,7 +20,7 @@ from django.utils import timezone
 from billing.limits import limit_refusal
 from platform_core.audit.services import audit_record
 from platform_core.db.rows import (batched_writes, insert_row, insert_rows, select_joined, select_rows,
-                                   update_row)
+                                   update_row, with_held_writes)
 from platform_core.money import format_minor
 from platform_core.catalog.models import SKU, Product
 from platform_core.inventory.models import CardKey, DeliveredKey
@@ -126,7 +126,7 @@ def _claim_free_keys(sku: SKU, quantity: int, assignments: str, params: list, *,
                     {counted_as} = {counted_as} + (SELECT count(*) FROM claimed)
                 WHERE id = %s AND EXISTS (SELECT 1 FROM claimed))"""
     with connection.cursor() as cursor:
-        cursor.execute(
+        cursor.execute(*with_held_writes(
             f"""WITH picked AS MATERIALIZED (
                     SELECT id FROM inventory_cardkey WHERE sku_id = %s AND status = 'available' AND NOT is_loop
                     ORDER BY {ISSUE_ORDER_SQL[sku.issue_order]} LIMIT %s FOR UPDATE SKIP LOCKED),
@@ -134,7 +134,7 @@ def _claim_free_keys(sku: SKU, quantity: int, assignments: str, params: list, *,
                     WHERE inventory_cardkey.id = picked.id RETURNING inventory_cardkey.id){count_move}
                 SELECT id FROM claimed""",
             [sku.pk, quantity, *params, *([sku.pk] if counted_as else [])],
-        )
+            tables=("inventory_cardkey", "catalog_sku")))
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -236,20 +236,20 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
                     return existing
             if attempt == 2:  # not a number collision after all
                 raise IntegrityError(f"order {order.number} conflicts with an existing order")
-        placed_lines = []
-        for sku, quantity, account, unit in priced:
-            line = OrderLine(order=order, sku=sku, product_type=sku.product.type, title=str(sku), quantity=quantity,
-                             unit_price=unit, total=unit * quantity, account=account)
-            insert_row(line)
-            placed_lines.append(line)
+        placed_lines = [OrderLine(order=order, sku=sku, product_type=sku.product.type, title=str(sku),
+                                  quantity=quantity, unit_price=unit, total=unit * quantity, account=account)
+                        for sku, quantity, account, unit in priced]
+        insert_rows(placed_lines)
+        # held: it goes to the database with the first key claim
+        created = _event(order, "", S.PENDING_PAYMENT, "order.created", actor=actor,
+                         data={"total": subtotal, "lines": len(priced)})
+        for line, (sku, quantity, _, _) in zip(placed_lines, priced, strict=True):
             if sku.product.type == Product.Type.CARD_KEY:
                 reserved = _reserve(line, sku, quantity, until)
                 if reserved < quantity and not (reserved == 0 and _has_loop_key(sku)):
                     left = reserved
                     raise OrderError(f"Only {left} left in stock." if left else "Sold out.", field="quantity",
                                      code="out_of_stock", status=409)
-        created = _event(order, "", S.PENDING_PAYMENT, "order.created", actor=actor,
-                         data={"total": subtotal, "lines": len(priced)})
         if order.total == 0:  # free items need no payment: deliver at once
             order_mark_paid(order=order, payment=None, actor="system")
     # what the new order holds, so a caller can show it without reading it back
@@ -375,7 +375,7 @@ def _sell_line(line: OrderLine) -> tuple[int, bool]:
         return line.delivered_quantity, False
     with connection.cursor() as cursor:
         # the reserved keys sold and counted as sold in one statement (it runs on every sale)
-        cursor.execute(
+        cursor.execute(*with_held_writes(
             f"""WITH sold AS (
                     UPDATE inventory_cardkey SET status = 'sold', sold_at = %s, reserved_until = NULL
                     WHERE order_line_id = %s AND status = 'reserved' RETURNING id),
@@ -384,8 +384,7 @@ def _sell_line(line: OrderLine) -> tuple[int, bool]:
                         sold_count = sold_count + (SELECT count(*) FROM sold)
                     WHERE id = %s AND EXISTS (SELECT 1 FROM sold) RETURNING {LOW_STOCK_DUE_SQL})
                 SELECT ARRAY(SELECT id FROM sold ORDER BY id), coalesce((SELECT * FROM counted), false)""",
-            [now, line.pk, line.sku_id],
-        )
+            [now, line.pk, line.sku_id], tables=("inventory_cardkey", "catalog_sku", "catalog_product")))
         sold_ids, low_stock = cursor.fetchone()
     from_reservation = sold_ids[:missing]
     fresh: list[int] = []
@@ -416,6 +415,9 @@ def order_mark_paid(*, order: Order, payment=None, actor: str = "gateway") -> Or
         return order  # already paid: replays change nothing
     if payment is not None:
         order.payment_method = payment.provider  # saved with the transition
+    # read before the transition's writes, so they travel with the key sale (batched_writes)
+    lines = None if order.kind == Order.Kind.WALLET_TOPUP else \
+        select_rows(OrderLine, "order_id = %s", [order.pk], suffix="ORDER BY id", independent_of_held=True)
     order_transition(order, S.PAID, "order.paid", actor=actor,
                      data={"payment": getattr(payment, "pk", None), "provider": getattr(payment, "provider", "")})
     if order.kind == Order.Kind.WALLET_TOPUP:
@@ -425,12 +427,13 @@ def order_mark_paid(*, order: Order, payment=None, actor: str = "gateway") -> Or
                       order=order)
         order_transition(order, S.COMPLETED, "wallet.credited", actor="system", data={"amount": order.total})
         return order
-    _deliver(order)
+    _deliver(order, lines)
     return order
 
 
-def _deliver(order: Order) -> None:
-    lines = select_rows(OrderLine, "order_id = %s", [order.pk], suffix="ORDER BY id")
+def _deliver(order: Order, lines: list[OrderLine] | None = None) -> None:
+    if lines is None:
+        lines = select_rows(OrderLine, "order_id = %s", [order.pk], suffix="ORDER BY id")
     waiting_for_staff = False
     short = False
     low_stock_skus = set()
