@@ -9,7 +9,7 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from platform_core.db.rows import (batched_writes, insert_row, insert_rows, remember_related, select_joined, select_row,
-                                   select_rows, update_row)
+                                   select_rows, update_row, with_held_writes)
 from platform_core.orders.models import Order, OrderEvent
 from platform_core.payments.models import Payment, WebhookEvent
 from tests.commerce_helpers import StatementCounter
@@ -124,6 +124,46 @@ def test_held_writes_are_sent_before_commit_and_two_writes_of_one_row_both_apply
     assert len(counter.work) == 2  # the second at the end of the block, inside the transaction
     stored = Order.objects.get(pk=order.pk)
     assert (stored.status, stored.discount) == ("delivered", 5)
+
+
+def test_held_writes_travel_with_a_statement_only_when_it_cannot_need_them(shop, monkeypatch):
+    from django.db import connection
+
+    order = _order("M1")
+    insert_row(order)
+    insert_row(OrderEvent(order=order, kind="order.created"))
+    counter = StatementCounter(monkeypatch)
+
+    def one(sql, params, tables):
+        with connection.cursor() as cursor:
+            cursor.execute(*with_held_writes(sql, params, tables=tables))
+            return cursor.fetchone()[0]
+
+    with transaction.atomic(), batched_writes():
+        order.status = "paid"
+        update_row(order, ["status"])
+        # a statement on another table: the held write goes in front of it, one round trip
+        assert one("SELECT count(*) FROM orders_orderevent WHERE order_id = %s", [order.pk],
+                   ("orders_orderevent",)) == 1
+        assert len(counter.work) == 1 and counter.work[0].startswith("WITH held0 AS (UPDATE")
+        # one that starts with WITH takes the held items before its own
+        order.status = "cancelled"
+        update_row(order, ["status"])
+        assert one("WITH e AS (SELECT kind FROM orders_orderevent WHERE order_id = %s) SELECT count(*) FROM e",
+                   [order.pk], ("orders_orderevent",)) == 1
+        assert len(counter.work) == 2 and counter.work[1].startswith("WITH held0 AS (UPDATE")
+        # one that reads the held write's table: the write goes first, on its own, and is seen
+        order.status = "expired"
+        update_row(order, ["status"])
+        assert one("SELECT status FROM orders_order WHERE id = %s", [order.pk], ("orders_order",)) == "expired"
+        assert len(counter.work) == 4
+        # select_rows(independent_of_held=True) reads its own table only
+        insert_row(OrderEvent(order=order, kind="order.expired"), returning=False)
+        assert select_rows(Order, "id = %s", [order.pk], independent_of_held=True)[0].status == "expired"
+        assert len(counter.work) == 5
+    assert list(OrderEvent.objects.filter(order=order).order_by("id").values_list("kind", flat=True)) == \
+        ["order.created", "order.expired"]
+    assert Order.objects.get(pk=order.pk).status == "expired"
 
 
 def test_held_writes_roll_back_with_their_savepoint_and_their_transaction(shop):
