@@ -81,6 +81,67 @@ def payment_succeeded_event(payment_id: int, amount: int, currency: str, n: int,
                                 "amount": amount, "currency": currency, "reference": str(payment_id)}}}
 
 
+class PaidOrderClient:
+    """One buyer's connection: ``POST /api/v1/orders/`` with the sandbox payment, then the
+    gateway's signed ``payment.succeeded`` webhook for it, as after the Pay button.
+    ``http.client`` rather than requests: the load generator shares the machine's two
+    cores with the shop, and requests costs ~1.5 ms of CPU per call more."""
+
+    def __init__(self, base: str, token: str, sku_id: int, contact: str):
+        import http.client
+        from urllib.parse import urlsplit
+
+        address = urlsplit(base)
+        self.connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+        self.host = f"flash.{HOST_DOMAIN}"
+        self.order_headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+        self.order_body = json.dumps({"lines": [{"sku_id": sku_id, "quantity": 1}], "contact": contact,
+                                      "query_password": "1234", "payment": {"provider": "sandbox"}}).encode()
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        self.connection.request("POST", path, body=body, headers={"Host": self.host,
+                                                                  "Content-Length": str(len(body)), **headers})
+        response = self.connection.getresponse()
+        return response.status, response.read()
+
+    def buy(self) -> tuple[str, str]:
+        """("paid" | "refused" | "error", what went wrong)."""
+        status, answer = self.post("/api/v1/orders/", self.order_body, self.order_headers)
+        if status == 409:
+            return "refused", ""
+        payment = json.loads(answer).get("payment") if status == 201 else None
+        if not payment:
+            return "error", f"HTTP {status} {answer[:300]!r}"
+        body, hook_headers = signed_webhook(payment_succeeded_event(
+            payment["payment_id"], payment["amount"], payment["currency"], 0, payment["external_id"]))
+        status, answer = self.post("/hooks/payments/sandbox/", body, hook_headers)
+        # paid only once the shop confirmed the delivery
+        return ("paid", "") if status == 200 else ("error", f"webhook HTTP {status} {answer[:300]!r}")
+
+
+@contextmanager
+def sandbox_gateway(shop):
+    """The sandbox gateway as a process of its own, the shop's sandbox plugin pointed at it."""
+    from django_tenants.utils import tenant_context
+
+    from platform_core import devstack as ds
+    from plugins.services import plugin_configure
+
+    port = ds.free_port()
+    gateway = subprocess.Popen([sys.executable, "-m", "sandbox_gateway", "--port", str(port),
+                                "--db", os.path.join(os.environ["KAMENG_STATE_DIR"], "gateway.sqlite3")],
+                               env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with tenant_context(shop):
+            plugin_configure(shop=shop, slug="sandbox", data={"api_key": API_KEY,
+                                                              "gateway_url": f"http://127.0.0.1:{port}"})
+        time.sleep(1)
+        yield gateway
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=10)
+
+
 class ServerURL(str):
     """The web server's base URL, carrying the pid of its master process."""
 
@@ -88,13 +149,16 @@ class ServerURL(str):
 
 
 @contextmanager
-def web_server(port: int, workers: int = 4):
+def web_server(port: int, workers: int = 4, code_dir: str | None = None):
+    """gunicorn as ``kameng web`` runs it; ``code_dir``: serve the code of that checkout
+    (another revision's worktree) instead of this one, on the same database."""
     env = child_env(PORT=str(port), KAMENG_BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY=str(workers),
-                    LOG_LEVEL="WARNING")
+                    LOG_LEVEL="WARNING", **({"PYTHONPATH": code_dir} if code_dir else {}))
     log_path = os.path.join(os.environ["KAMENG_STATE_DIR"], "web.log")
     progress(f"web server log: {log_path}")
     log = open(log_path, "ab")  # noqa: SIM115 - closed with the server
-    process = subprocess.Popen([sys.executable, "-m", "platform_core.cli", "web"], env=env,
+    # gunicorn puts its working directory first on sys.path
+    process = subprocess.Popen([sys.executable, "-m", "platform_core.cli", "web"], env=env, cwd=code_dir,
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 60

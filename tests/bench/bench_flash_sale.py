@@ -19,15 +19,14 @@ from __future__ import annotations
 import multiprocessing
 import os
 import resource
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-from tests.bench._harness import (child_env, devstack, emit, migrate_everything, progress, setup_django,
+from tests.bench._harness import (devstack, emit, migrate_everything, progress, setup_django,
                                   tree_cpu_seconds)
-from tests.bench._shop import HOST_DOMAIN, add_plain_keys, create_shop, payment_succeeded_event, signed_webhook, web_server
+from tests.bench._shop import PaidOrderClient, add_plain_keys, create_shop, sandbox_gateway, web_server
 
 NAME = "flash_sale"
 CLIENT_PROCESSES = 4
@@ -36,47 +35,18 @@ CLIENT_PROCESSES = 4
 def _buyer_process(args):
     """One client process running ``threads`` buyers; returns (paid, refused, errors)."""
     base, token, sku_id, threads, per_buyer_loop, start_at = args
-    import http.client
-    import json
-    from urllib.parse import urlsplit
-
-    address = urlsplit(base)
-    host = f"flash.{HOST_DOMAIN}"
-    counts = {"paid": 0, "refused": 0, "errors": 0}
+    counts = {"paid": 0, "refused": 0, "error": 0}
     lock = threading.Lock()
 
-    def post(conn, path, body: bytes, headers) -> tuple[int, bytes]:
-        # http.client rather than requests: the load generator shares the machine's two
-        # cores with the shop, and requests costs ~1.5 ms of CPU per call more
-        conn.request("POST", path, body=body, headers={"Host": host, "Content-Length": str(len(body)), **headers})
-        response = conn.getresponse()
-        return response.status, response.read()
-
     def buyer(n):
-        conn = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
-        headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
-        order_body = json.dumps({"lines": [{"sku_id": sku_id, "quantity": 1}],
-                                 "contact": f"b{os.getpid()}x{n}@example.com", "query_password": "1234",
-                                 "payment": {"provider": "sandbox"}}).encode()
+        client = PaidOrderClient(base, token, sku_id, f"b{os.getpid()}x{n}@example.com")
         while True:
-            status, answer = post(conn, "/api/v1/orders/", order_body, headers)
-            if status == 409:
-                with lock:
-                    counts["refused"] += 1
-                return
-            payment = json.loads(answer).get("payment") if status == 201 else None
-            if not payment:
-                with lock:
-                    counts["errors"] += 1
-                    if counts["errors"] == 1:  # say why, once per client process
-                        print(f"first error: HTTP {status} {answer[:300]!r}", file=sys.stderr)
-                return
-            body, hook_headers = signed_webhook(payment_succeeded_event(
-                payment["payment_id"], payment["amount"], payment["currency"], 0, payment["external_id"]))
-            status, _ = post(conn, "/hooks/payments/sandbox/", body, hook_headers)
-            with lock:  # counted as paid only after the shop confirmed the delivery
-                counts["paid" if status == 200 else "errors"] += 1
-            if not per_buyer_loop:
+            outcome, why = client.buy()
+            with lock:
+                counts[outcome] += 1
+                if outcome == "error" and counts["error"] == 1:  # say why, once per client process
+                    print(f"first error: {why}", file=sys.stderr)
+            if outcome != "paid" or not per_buyer_loop:
                 return
 
     while time.time() < start_at:
@@ -86,7 +56,7 @@ def _buyer_process(args):
         worker.start()
     for worker in workers:
         worker.join()
-    return counts["paid"], counts["refused"], counts["errors"]
+    return counts["paid"], counts["refused"], counts["error"]
 
 
 def _race(base, token, sku_id, buyers, loop) -> tuple[float, int, int, int]:
@@ -181,18 +151,7 @@ def main() -> None:
             raw_sku = SKU.objects.create(product=product, name="raw", price=100)
             add_plain_keys(raw_sku.pk, 60000, "RAW")
             progress("keys ready")
-        gateway = subprocess.Popen([sys.executable, "-m", "sandbox_gateway", "--port", str(gw_port := ds.free_port()),
-                                    "--db", os.path.join(os.environ["KAMENG_STATE_DIR"], "gateway.sqlite3")],
-                                   env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            with tenant_context(shop):
-                from plugins.services import plugin_configure
-
-                from tests.bench._shop import API_KEY
-
-                plugin_configure(shop=shop, slug="sandbox", data={"api_key": API_KEY,
-                                                                  "gateway_url": f"http://127.0.0.1:{gw_port}"})
-            time.sleep(1)
+        with sandbox_gateway(shop) as gateway:
             # 3 sync workers, as `kameng web` runs by default: on 2 cores more workers cost
             # more CPU per order (measured 2: 131, 3: 132, 4: 125, 6: 115, 8: 106 orders/s)
             with web_server(ds.free_port(), workers=int(os.environ.get("BENCH_WEB_WORKERS", "3"))) as base:
@@ -217,9 +176,6 @@ def main() -> None:
                 for part in ("web", "db", "gateway", "client", "machine"):
                     emit(f"flash_sale.{part}_cpu_ms_per_order",
                          1000 * (cpu_after[part] - cpu_before[part]) / max(paid, 1), "ms")
-        finally:
-            gateway.terminate()
-            gateway.wait(timeout=10)
         with tenant_context(shop):
             from platform_core.orders.models import OrderLine
 

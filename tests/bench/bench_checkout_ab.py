@@ -1,0 +1,139 @@
+"""checkout_ab: this checkout against another revision, paid order by paid order, in one run.
+
+The machines drift by tens of percent within minutes (see ``machine_probe_ms``), more
+than most changes to the checkout path are worth; two separate ``flash_sale`` runs
+cannot tell a 10 % gain from noise. Here both revisions serve the same shop on the same
+PostgreSQL, Redis and sandbox gateway — this checkout's web server and one for the
+revision ``BENCH_BASE`` (default ``HEAD``: the working tree's uncommitted change; on a
+clean tree an A/A run, which shows the noise). Batches of paid orders (order with
+payment, then the signed webhook) alternate between the two, ABBA, and each batch
+measures the CPU its web server tree and PostgreSQL spent per paid order.
+
+Figures (medians over the rounds): ``checkout_ab.{base,this}_web_cpu_ms_per_order``,
+``.{base,this}_db_cpu_ms_per_order``, ``.{base,this}_orders_per_s`` and
+``.web_cpu_change_pct`` / ``.db_cpu_change_pct`` (negative: this checkout costs less).
+
+``BENCH_AB_ROUNDS`` (default 6), ``BENCH_AB_BATCH`` paid orders per batch (300),
+``BENCH_AB_BUYERS`` concurrent buyers (12). Both revisions must have the same
+migrations: the database is migrated once, by this checkout.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from tests.bench._harness import devstack, emit, migrate_everything, progress, setup_django, tree_cpu_seconds
+from tests.bench._shop import PaidOrderClient, add_plain_keys, create_shop, sandbox_gateway, web_server
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def _base_worktree(revision: str, stack: ExitStack) -> tuple[str, str]:
+    """A detached worktree of ``revision`` (removed afterwards) and its short id."""
+    try:
+        commit = _git("rev-parse", "--verify", f"{revision}^{{commit}}")
+    except subprocess.CalledProcessError:
+        raise SystemExit(f"checkout_ab: BENCH_BASE={revision!r} is not a revision of this repository") from None
+    changed = _git("diff", "--name-only", commit, "--", "*/migrations/*.py")
+    if changed:
+        raise SystemExit(f"checkout_ab: {revision} has other migrations than this checkout ({changed.split()[0]} …); "
+                         "compare revisions with the same migrations")
+    path = tempfile.mkdtemp(prefix="kameng-ab-base-")
+    shutil.rmtree(path)
+    _git("worktree", "add", "--detach", "--quiet", path, commit)
+    stack.callback(lambda: _git("worktree", "remove", "--force", path))
+    return path, commit[:9]
+
+
+def _batch(base: str, token: str, sku_id: int, orders: int, buyers: int, tag: str) -> int:
+    """``orders`` paid orders by ``buyers`` threads; returns how many failed."""
+    left, failed, lock = [orders], [0], threading.Lock()
+
+    def buyer(n: int) -> None:
+        client = PaidOrderClient(base, token, sku_id, f"{tag}x{n}@example.com")
+        while True:
+            with lock:
+                if left[0] <= 0:
+                    return
+                left[0] -= 1
+            outcome, why = client.buy()
+            if outcome != "paid":
+                with lock:
+                    failed[0] += 1
+                    if failed[0] == 1:
+                        print(f"first failure: {outcome} {why}", file=sys.stderr)
+
+    threads = [threading.Thread(target=buyer, args=(n,)) for n in range(buyers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return failed[0]
+
+
+def main() -> None:
+    rounds = int(os.environ.get("BENCH_AB_ROUNDS", "6"))
+    batch = int(os.environ.get("BENCH_AB_BATCH", "300"))
+    buyers = int(os.environ.get("BENCH_AB_BUYERS", "12"))
+    with ExitStack() as stack:
+        base_dir, base_commit = _base_worktree(os.environ.get("BENCH_BASE", "HEAD"), stack)
+        stack.enter_context(devstack())
+        setup_django()
+        migrate_everything()
+        from django_tenants.utils import tenant_context
+
+        from platform_core import devstack as ds
+        from platform_core.catalog.models import SKU, Product
+
+        shop, token = create_shop("flash")
+        with tenant_context(shop):
+            product = Product.objects.create(name="A/B card", max_quantity=10)
+            sku = SKU.objects.create(product=product, name="ab", price=100)
+            add_plain_keys(sku.pk, 2 * rounds * batch + 200, "AB")
+        progress("keys ready")
+        stack.enter_context(sandbox_gateway(shop))
+        postmaster = ds._read_postmaster(Path(os.environ["KAMENG_DEVSTACK_DIR"]) / "pg")[0]
+        servers = {"base": stack.enter_context(web_server(ds.free_port(), workers=3, code_dir=base_dir)),
+                   "this": stack.enter_context(web_server(ds.free_port(), workers=3))}
+        progress(f"base = {base_commit} ({base_dir}), this = the working tree")
+        for side, url in servers.items():  # warm both: imports, prepared statements, caches
+            _batch(url, token, sku.pk, 50, buyers, f"warm-{side}")
+        measured: dict[str, list[tuple[float, float, float]]] = {"base": [], "this": []}
+        for round_number in range(rounds):
+            for side in ("base", "this") if round_number % 2 == 0 else ("this", "base"):
+                url = servers[side]
+                web, db, started = tree_cpu_seconds(url.pid), tree_cpu_seconds(postmaster), time.monotonic()
+                failed = _batch(url, token, sku.pk, batch, buyers, f"r{round_number}-{side}")
+                elapsed = time.monotonic() - started
+                paid = batch - failed
+                if paid <= 0:
+                    raise SystemExit(f"checkout_ab: no order was paid on {side}")
+                measured[side].append((1000 * (tree_cpu_seconds(url.pid) - web) / paid,
+                                       1000 * (tree_cpu_seconds(postmaster) - db) / paid, paid / elapsed))
+                progress(f"round {round_number} {side}: web {measured[side][-1][0]:.2f} ms/order, "
+                         f"db {measured[side][-1][1]:.2f} ms/order, {measured[side][-1][2]:.1f} orders/s"
+                         + (f", {failed} failed" if failed else ""))
+        medians = {side: [statistics.median(run[i] for run in runs) for i in range(3)]
+                   for side, runs in measured.items()}
+        for side in ("base", "this"):
+            emit(f"checkout_ab.{side}_web_cpu_ms_per_order", medians[side][0], "ms")
+            emit(f"checkout_ab.{side}_db_cpu_ms_per_order", medians[side][1], "ms")
+            emit(f"checkout_ab.{side}_orders_per_s", medians[side][2], "orders/s")
+        emit("checkout_ab.web_cpu_change_pct", 100 * (medians["this"][0] / medians["base"][0] - 1), "%")
+        emit("checkout_ab.db_cpu_change_pct", 100 * (medians["this"][1] / medians["base"][1] - 1), "%")
+
+
+if __name__ == "__main__":
+    main()
