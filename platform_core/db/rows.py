@@ -148,6 +148,22 @@ def insert_row(instance, *, ignore_conflicts: bool = False, returning: bool = Tr
     return True
 
 
+def insert_row_alongside(instance, query: str, params: list, *, ignore_conflicts: bool = False) -> tuple[bool, tuple]:
+    """:func:`insert_row` and a one-row read (``query``, e.g. a count) in one statement.
+    The read runs on the statement's snapshot: it does not see the new row. Returns
+    whether the row was written and the read's row."""
+    head, row, tail, fields = _insert_parts(type(instance), ignore_conflicts)
+    values = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+    pk = connection.ops.quote_name(instance._meta.pk.column)
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH alongside AS ({query}), written AS ({head} VALUES {row}{tail}) "
+                       f"SELECT (SELECT {pk} FROM written), alongside.* FROM alongside", [*params, *values])
+        returned = cursor.fetchone()
+    if returned[0] is not None:
+        _written(instance, returned[0])
+    return returned[0] is not None, tuple(returned[1:])
+
+
 def insert_rows(instances: list, *, returning: bool = True) -> None:
     """INSERT several instances of one model in one statement and set their keys
     (``returning=False``: as for :func:`insert_row`)."""

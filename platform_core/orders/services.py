@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from billing.limits import limit_refusal
 from platform_core.audit.services import audit_record
-from platform_core.db.rows import (batched_writes, insert_row, insert_rows, select_joined, select_rows,
-                                   update_row, with_held_writes)
+from platform_core.db.rows import (batched_writes, insert_row, insert_row_alongside, insert_rows, select_joined,
+                                   select_rows, update_row, with_held_writes)
 from platform_core.money import format_minor
 from platform_core.catalog.models import SKU, Product
 from platform_core.inventory.models import CardKey, DeliveredKey
@@ -211,7 +211,7 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
         if refusal := limit_refusal(connection.tenant, "monthly_orders", whose="This shop's"):
             raise OrderError(f"This shop cannot take more orders this month. {refusal}", code="plan_limit",
                              status=403)
-        rules = _check_open_order_limits(contact_value, ip)
+        rules = _lock_open_orders(contact_value, ip)
         until = timezone.now() + timedelta(minutes=rules.reservation_minutes)
         subtotal = 0
         priced = []
@@ -227,8 +227,12 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
                 subtotal=subtotal, total=subtotal, idempotency_key=idempotency_key or None,
                 access_token=secrets.token_urlsafe(32), ip=ip, language=language, reserved_until=until,
             )
-            # a unique conflict writes nothing and raises nothing: no savepoint per checkout
-            if insert_row(order, ignore_conflicts=True):
+            # a unique conflict writes nothing and raises nothing: no savepoint per checkout;
+            # the buyer's unpaid orders are counted by the same statement (after the locks)
+            written, open_orders = insert_row_alongside(order, *_open_orders_query(contact_value, ip),
+                                                        ignore_conflicts=True)
+            _check_open_order_limits(rules, open_orders)  # refused: the rollback takes the new row back
+            if written:
                 break
             if idempotency_key:  # the same request raced us and won
                 existing = Order.objects.filter(idempotency_key=idempotency_key).first()
@@ -257,35 +261,38 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
     return order
 
 
-def _check_open_order_limits(contact: str, ip: str | None) -> OrderSettings:
+def _lock_open_orders(contact: str, ip: str | None) -> OrderSettings:
     """At most N unpaid orders per contact and per network, so nobody holds the stock
-    hostage. Transaction-scoped advisory locks make the count and the insert atomic
-    for one contact / network (two parallel checkouts cannot both slip under it).
-    Returns the shop's order settings, read by the statement that takes the locks."""
+    hostage. Transaction-scoped advisory locks make the count and the insert atomic for
+    one contact / network (two parallel checkouts cannot both slip under it): taken
+    here, before the statement that counts (``_open_orders_query``). Returns the shop's
+    order settings, read by the statement that takes the locks."""
     lock_names = [f"open-orders:contact:{contact}", *([f"open-orders:ip:{ip}"] if ip else [])]
     locks = ", ".join(["pg_advisory_xact_lock(hashtext(%s))"] * len(lock_names))
     # RIGHT JOIN: the locks are taken once, also in a shop that has no settings row yet
     (rules,) = select_joined((OrderSettings,), f"RIGHT JOIN (SELECT {locks}) locked ON TRUE", "TRUE", lock_names,
                              suffix="ORDER BY t0.id LIMIT 1")
-    rules = rules or OrderSettings()
-    if _open_orders(column="contact", value=contact) >= rules.max_open_orders_per_contact:
+    return rules or OrderSettings()
+
+
+def _open_orders_query(contact: str, ip: str | None) -> tuple[str, list]:
+    """Unpaid purchases of the contact and of the network (0 without one), one row."""
+    unpaid = [S.PENDING_PAYMENT, Order.Kind.PURCHASE]
+    if not ip:
+        return "SELECT count(*), 0 FROM orders_order WHERE contact = %s AND status = %s AND kind = %s", \
+            [contact, *unpaid]
+    return ("SELECT count(*) FILTER (WHERE contact = %s), count(*) FILTER (WHERE ip = %s) FROM orders_order "
+            "WHERE (contact = %s OR ip = %s) AND status = %s AND kind = %s", [contact, ip, contact, ip, *unpaid])
+
+
+def _check_open_order_limits(rules: OrderSettings, open_orders: tuple[int, int]) -> None:
+    by_contact, by_network = open_orders
+    if by_contact >= rules.max_open_orders_per_contact:
         raise OrderError("You have too many unpaid orders. Pay or cancel one first.", field="contact",
                          code="too_many_open_orders", status=429)
-    if ip and _open_orders(column="ip", value=ip) >= rules.max_open_orders_per_ip:
+    if by_network >= rules.max_open_orders_per_ip:
         raise OrderError("Too many unpaid orders from your network. Pay or cancel one first.",
                          code="too_many_open_orders", status=429)
-    return rules
-
-
-OPEN_ORDERS_SQL = {column: f"SELECT count(*) FROM orders_order WHERE {column} = %s AND status = %s AND kind = %s"
-                   for column in ("contact", "ip")}
-
-
-def _open_orders(*, column: str, value: str) -> int:
-    """Unpaid purchases of one contact or network (``column`` is "contact" or "ip")."""
-    with connection.cursor() as cursor:
-        cursor.execute(OPEN_ORDERS_SQL[column], [value, S.PENDING_PAYMENT, Order.Kind.PURCHASE])
-        return cursor.fetchone()[0]
 
 
 def wallet_topup_order(*, customer, amount: int, ip: str | None = None, language: str = "zh-hans") -> Order:

@@ -150,6 +150,11 @@ def test_open_unpaid_orders_are_limited_per_contact_and_ip(shop):
         place(sku, contact=f"b{n}@example.com", ip="203.0.113.9")
     with pytest.raises(OrderError, match="your network"):
         place(sku, contact="fresh@example.com", ip="203.0.113.9")
+    # a refused order leaves nothing behind: no order, no reserved key
+    assert Order.objects.filter(contact="hoarder@example.com").count() == 3
+    assert not Order.objects.filter(contact="fresh@example.com").exists()
+    sku.refresh_from_db()
+    assert (sku.available_count, sku.reserved_count) == (30 - 13, 13)
 
 
 def test_idempotency_key_returns_the_same_order(shop):

@@ -19,7 +19,7 @@ from tests.payments.conftest import enable_sandbox, make_stock
 
 #: statements through Django's cursors, BEGIN/COMMIT aside (tests run in a transaction,
 #: so each transaction shows as a SAVEPOINT and a RELEASE here: two per transaction)
-PLACE_STATEMENTS = 15  # the test shop's plan has an order limit: one count of this month's orders
+PLACE_STATEMENTS = 14  # the test shop's plan has an order limit: one count of this month's orders
 WEBHOOK_STATEMENTS = 8
 #: cache reads per request: host routing; then the shop's plugins and plan in one MGET
 CACHE_READS = ["GET", "MGET"]

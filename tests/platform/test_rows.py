@@ -8,8 +8,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
-from platform_core.db.rows import (batched_writes, insert_row, insert_rows, remember_related, select_joined, select_row,
-                                   select_rows, update_row, with_held_writes)
+from platform_core.db.rows import (batched_writes, insert_row, insert_row_alongside, insert_rows, remember_related,
+                                   select_joined, select_row, select_rows, update_row, with_held_writes)
 from platform_core.orders.models import Order, OrderEvent
 from platform_core.payments.models import Payment, WebhookEvent
 from tests.commerce_helpers import StatementCounter
@@ -49,6 +49,17 @@ def test_a_conflicting_insert_writes_nothing_and_says_so(shop):
     assert not Order.objects.filter(number="R3").exists()
     with pytest.raises(IntegrityError), transaction.atomic():  # without ignore_conflicts the constraint speaks
         insert_row(_order("R4", idempotency_key="api:same"))
+
+
+def test_an_insert_alongside_a_read_answers_both_and_the_read_does_not_see_the_row(shop):
+    insert_row(_order("A1", idempotency_key="api:a"))
+    count = "SELECT count(*) FROM orders_order WHERE contact = %s"
+    new = _order("A2")
+    assert insert_row_alongside(new, count, ["b@example.com"], ignore_conflicts=True) == (True, (1,))
+    assert new.pk and Order.objects.get(pk=new.pk).number == "A2"
+    clash = _order("A3", idempotency_key="api:a")
+    assert insert_row_alongside(clash, count, ["b@example.com"], ignore_conflicts=True) == (False, (2,))
+    assert clash.pk is None and not Order.objects.filter(number="A3").exists()
 
 
 def test_several_rows_get_their_own_keys_in_order(shop):
