@@ -80,6 +80,31 @@ def test_placing_an_order_can_start_its_payment_in_the_same_request(alpha, alice
         server.stop()
 
 
+def test_an_order_placed_with_payment_stands_when_the_gateway_is_down(alpha, alice):
+    """The order commits before the gateway is called; the call fails: the order waits
+    for payment with its keys reserved, the payment is marked failed with why."""
+    from platform_core import devstack
+
+    with tenant_context(alpha):
+        sku = make_product(keys=2, price=900)
+        plugin_configure(shop=alpha, slug="sandbox", enable=True,  # nothing listens there
+                         data={"gateway_url": f"http://127.0.0.1:{devstack.free_port()}",
+                               "api_key": "sk_sandbox_" + "b" * 24})
+    client = Client(HTTP_HOST="alpha.kameng.test", HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice).key}")
+    placed = client.post("/api/v1/orders/", {
+        "lines": [{"sku_id": sku.pk, "quantity": 1}], "contact": "down@example.com", "query_password": "1234",
+        "payment": {"provider": "sandbox"}}, content_type="application/json")
+    assert placed.status_code == 201, placed.content
+    body = placed.json()
+    assert body["status"] == "pending_payment" and body["payment"] is None
+    assert body["payment_error"]["status"] == 503 and body["payment_error"]["retryable"] is True
+    with tenant_context(alpha):
+        payment = Payment.objects.get(order__number=body["number"])
+        assert payment.status == "failed" and payment.data["attempts"] == [{"account": "main", "error": "retryable"}]
+        sku.refresh_from_db()
+        assert sku.reserved_count == 1  # the keys stay reserved for the next try
+
+
 def test_an_order_placed_without_payment_is_answered_as_it_reads_back(alpha, alice):
     with tenant_context(alpha):
         sku = make_product(keys=2, price=700)
