@@ -41,6 +41,23 @@ def create_shop(slug: str = "bench"):
     return shop, token
 
 
+def product_with_stock(shop, name: str, keys_per_sku: dict[str, int]) -> dict:
+    """One card-key product in ``shop`` with a SKU per entry of ``keys_per_sku`` (SKU name ->
+    how many keys, prefixed with the name), priced 1.00; returns the SKUs by name."""
+    from django_tenants.utils import tenant_context
+
+    from platform_core.catalog.models import SKU, Product
+
+    with tenant_context(shop):
+        product = Product.objects.create(name=name, max_quantity=10)
+        skus = {}
+        for sku_name, keys in keys_per_sku.items():
+            skus[sku_name] = SKU.objects.create(product=product, name=sku_name, price=100)
+            add_plain_keys(skus[sku_name].pk, keys, sku_name.upper())
+    progress("keys ready")
+    return skus
+
+
 def add_plain_keys(sku_id: int, count: int, prefix: str) -> None:
     """Many keys fast: encrypted like real imports, inserted in large batches."""
     from django.db import connection

@@ -31,7 +31,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from tests.bench._harness import devstack, emit, migrate_everything, progress, setup_django, tree_cpu_seconds
-from tests.bench._shop import PaidOrderClient, add_plain_keys, create_shop, sandbox_gateway, web_server
+from tests.bench._shop import PaidOrderClient, create_shop, product_with_stock, sandbox_gateway, web_server
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -92,17 +92,10 @@ def main() -> None:
         stack.enter_context(devstack())
         setup_django()
         migrate_everything()
-        from django_tenants.utils import tenant_context
-
         from platform_core import devstack as ds
-        from platform_core.catalog.models import SKU, Product
 
         shop, token = create_shop("flash")
-        with tenant_context(shop):
-            product = Product.objects.create(name="A/B card", max_quantity=10)
-            sku = SKU.objects.create(product=product, name="ab", price=100)
-            add_plain_keys(sku.pk, 2 * rounds * batch + 200, "AB")
-        progress("keys ready")
+        sku = product_with_stock(shop, "A/B card", {"ab": 2 * rounds * batch + 200})["ab"]
         stack.enter_context(sandbox_gateway(shop))
         postmaster = ds._read_postmaster(Path(os.environ["KAMENG_DEVSTACK_DIR"]) / "pg")[0]
         servers = {"base": stack.enter_context(web_server(ds.free_port(), workers=3, code_dir=base_dir)),

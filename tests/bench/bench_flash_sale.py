@@ -26,7 +26,7 @@ from pathlib import Path
 
 from tests.bench._harness import (devstack, emit, migrate_everything, progress, setup_django,
                                   tree_cpu_seconds)
-from tests.bench._shop import PaidOrderClient, add_plain_keys, create_shop, sandbox_gateway, web_server
+from tests.bench._shop import PaidOrderClient, create_shop, product_with_stock, sandbox_gateway, web_server
 
 NAME = "flash_sale"
 CLIENT_PROCESSES = 4
@@ -139,18 +139,11 @@ def main() -> None:
         from django_tenants.utils import tenant_context
 
         from platform_core import devstack as ds
-        from platform_core.catalog.models import SKU, Product
 
         shop, token = create_shop("flash")
-        with tenant_context(shop):
-            product = Product.objects.create(name="Flash sale card", max_quantity=10)
-            race_sku = SKU.objects.create(product=product, name="race", price=100)
-            add_plain_keys(race_sku.pk, 100, "RACE")
-            sustained_sku = SKU.objects.create(product=product, name="sustained", price=100)
-            add_plain_keys(sustained_sku.pk, int(os.environ.get("BENCH_SUSTAINED_KEYS", "10000")), "SUST")
-            raw_sku = SKU.objects.create(product=product, name="raw", price=100)
-            add_plain_keys(raw_sku.pk, 60000, "RAW")
-            progress("keys ready")
+        skus = product_with_stock(shop, "Flash sale card", {
+            "race": 100, "sustained": int(os.environ.get("BENCH_SUSTAINED_KEYS", "10000")), "raw": 60000})
+        race_sku, sustained_sku, raw_sku = skus["race"], skus["sustained"], skus["raw"]
         with sandbox_gateway(shop) as gateway:
             # 3 sync workers, as `kameng web` runs by default: on 2 cores more workers cost
             # more CPU per order (measured 2: 131, 3: 132, 4: 125, 6: 115, 8: 106 orders/s)
