@@ -68,6 +68,7 @@ class OrderError(Exception):
 WHOLESALE_TIER_SQL = ("(SELECT unit_price FROM catalog_wholesaleprice WHERE min_quantity <= %s AND sku_id = {sku} "
                       "ORDER BY min_quantity DESC LIMIT 1)")
 
+
 def unit_price_for(*, sku: SKU, quantity: int, customer=None) -> int:
     """Base price → wholesale tier → plugin adjustments (tier prices, …): server side only."""
     price = sku.price
