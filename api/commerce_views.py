@@ -20,7 +20,7 @@ from rest_framework.response import Response
 
 from api import serializers_commerce as s
 from api.exceptions import InputError
-from api.rendering import rendered
+from api.rendering import rendered, validated_values
 from api.permissions import MANAGER_ROLES, IsShopManager, IsShopMember
 from platform_core.audit.services import audit_record
 from platform_core.catalog import selectors as catalog_selectors
@@ -84,11 +84,15 @@ def _error_path(errors, prefix: str = "") -> tuple[str, str, str]:
     return prefix, str(errors), getattr(errors, "code", "invalid") or "invalid"
 
 
+def _refused(errors) -> InputError:
+    field, message, code = _error_path(errors)
+    return InputError(message or "Invalid input.", field=field, code=code, errors=errors)
+
+
 def validated(serializer_class, request_data, **kwargs):
     serializer = serializer_class(data=request_data, **kwargs)
     if not serializer.is_valid():
-        field, message, code = _error_path(serializer.errors)
-        raise InputError(message or "Invalid input.", field=field, code=code, errors=serializer.errors)
+        raise _refused(serializer.errors)
     return serializer
 
 
@@ -386,7 +390,9 @@ class OrderListApi(GenericAPIView):
                    429: OpenApiResponse(description="Too many unpaid orders for this contact"), **ERROR_RESPONSES},
     )
     def post(self, request):
-        values = validated(s.OrderCreateInput, request.data).validated_data
+        values, errors = validated_values(s.OrderCreateInput, request.data)  # every checkout: bound once
+        if errors is not None:
+            raise _refused(errors)
         stored_key = self._idempotency_key(request)
         lines = [orders.LineRequest(sku_id=line["sku_id"], quantity=line["quantity"], account=line["account"])
                  for line in values["lines"]]

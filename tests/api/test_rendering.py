@@ -1,5 +1,6 @@
 """api.rendering: an output serializer bound once per thread answers exactly what a
-freshly built one answers, object after object and from many threads at once."""
+freshly built one answers, object after object and from many threads at once; an input
+serializer bound once validates exactly as a fresh one, request after request."""
 from __future__ import annotations
 
 import threading
@@ -8,7 +9,7 @@ from django.db import connection
 from django_tenants.utils import tenant_context
 
 from api import serializers_commerce as s
-from api.rendering import rendered
+from api.rendering import rendered, validated_values
 from platform_core.orders.models import Order
 from platform_core.orders.selectors import order_with_history
 from platform_core.orders.services import LineRequest, order_place
@@ -66,3 +67,27 @@ def test_rendered_from_many_threads_gives_each_its_own_answer(alpha):
     assert failures == []
     assert len(done) == 6 * 60
     assert wrong == [] and schema == connection.schema_name
+
+
+ORDER_INPUTS = [
+    {"lines": [{"sku_id": 7, "quantity": 2}], "contact": "a@example.com", "query_password": "1234",
+     "payment": {"provider": "sandbox"}},
+    {"lines": [], "contact": "a@example.com", "query_password": "1234"},  # no line
+    {"lines": [{"sku_id": "x", "quantity": -1}], "contact": "", "query_password": "12"},
+    {"lines": [{"sku_id": 7, "quantity": 1}], "contact": "b@example.com", "query_password": "abcd"},
+    {"lines": "not a list", "payment": {"provider": ""}},
+    ["not", "an", "object"],
+    {"lines": [{"sku_id": 7, "quantity": 1, "account": "13800000000"}], "contact": "c@example.com",
+     "query_password": "abcd", "unknown": "ignored"},
+]
+
+
+def test_validated_values_answers_what_a_fresh_input_serializer_answers():
+    for data in ORDER_INPUTS * 2:  # twice: nothing of one request stays for the next
+        fresh = s.OrderCreateInput(data=data)
+        expected = (fresh.validated_data, None) if fresh.is_valid() else (None, fresh.errors)
+        values, errors = validated_values(s.OrderCreateInput, data)
+        assert (values, errors) == expected, data
+    good, _ = validated_values(s.OrderCreateInput, ORDER_INPUTS[0])
+    validated_values(s.OrderCreateInput, ORDER_INPUTS[3])
+    assert good["lines"][0]["quantity"] == 2 and good["payment"]["provider"] == "sandbox"  # not overwritten
