@@ -29,3 +29,27 @@ def test_a_process_that_is_gone_counts_nothing():
     done = subprocess.Popen([sys.executable, "-c", "pass"])
     assert done.wait() == 0
     assert tree_cpu_seconds(done.pid) == 0
+
+
+def test_checkout_ab_refuses_a_base_that_is_not_a_revision():
+    from contextlib import ExitStack
+
+    import pytest
+
+    from tests.bench.bench_checkout_ab import _base_worktree
+
+    with ExitStack() as stack, pytest.raises(SystemExit, match="is not a revision"):
+        _base_worktree("no-such-revision-of-kameng", stack)
+
+
+def test_checkout_ab_serves_the_base_from_a_worktree_it_removes_afterwards():
+    from contextlib import ExitStack
+    from pathlib import Path
+
+    from tests.bench.bench_checkout_ab import _base_worktree, _git
+
+    with ExitStack() as stack:
+        path, commit = _base_worktree("HEAD", stack)
+        assert (Path(path) / "platform_core" / "db" / "rows.py").is_file()
+        assert _git("rev-parse", "HEAD").startswith(commit) and len(commit) == 9
+    assert not Path(path).exists() and path not in _git("worktree", "list")
