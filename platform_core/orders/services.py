@@ -277,21 +277,21 @@ def _lock_open_orders(contact: str, ip: str | None) -> OrderSettings:
 
 
 def _open_orders_query(contact: str, ip: str | None) -> tuple[str, list]:
-    """Unpaid purchases of the contact and of the network (0 without one), one row."""
+    """Unpaid purchases of the contact and of the network (NULL without one), one row."""
     unpaid = [S.PENDING_PAYMENT, Order.Kind.PURCHASE]
     if not ip:
-        return "SELECT count(*), 0 FROM orders_order WHERE contact = %s AND status = %s AND kind = %s", \
+        return "SELECT count(*), NULL FROM orders_order WHERE contact = %s AND status = %s AND kind = %s", \
             [contact, *unpaid]
     return ("SELECT count(*) FILTER (WHERE contact = %s), count(*) FILTER (WHERE ip = %s) FROM orders_order "
             "WHERE (contact = %s OR ip = %s) AND status = %s AND kind = %s", [contact, ip, contact, ip, *unpaid])
 
 
-def _check_open_order_limits(rules: OrderSettings, open_orders: tuple[int, int]) -> None:
+def _check_open_order_limits(rules: OrderSettings, open_orders: tuple[int, int | None]) -> None:
     by_contact, by_network = open_orders
     if by_contact >= rules.max_open_orders_per_contact:
         raise OrderError("You have too many unpaid orders. Pay or cancel one first.", field="contact",
                          code="too_many_open_orders", status=429)
-    if by_network >= rules.max_open_orders_per_ip:
+    if by_network is not None and by_network >= rules.max_open_orders_per_ip:  # no network, no network limit
         raise OrderError("Too many unpaid orders from your network. Pay or cancel one first.",
                          code="too_many_open_orders", status=429)
 

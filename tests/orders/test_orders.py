@@ -157,6 +157,19 @@ def test_open_unpaid_orders_are_limited_per_contact_and_ip(shop):
     assert (sku.available_count, sku.reserved_count) == (30 - 13, 13)
 
 
+
+def test_orders_without_a_network_address_are_not_limited_per_network(shop):
+    from platform_core.orders.models import OrderSettings
+
+    OrderSettings.objects.create(max_open_orders_per_ip=1)
+    sku = make_product(keys=5)
+    for n in range(3):  # API orders carry no address: only the contact limit applies
+        place(sku, contact=f"api{n}@example.com")
+    place(sku, contact="web1@example.com", ip="198.51.100.4")
+    with pytest.raises(OrderError, match="your network"):
+        place(sku, contact="web2@example.com", ip="198.51.100.4")
+
+
 def test_idempotency_key_returns_the_same_order(shop):
     sku = make_product(keys=5)
     first = place(sku, idempotency_key="abc-123")
