@@ -199,6 +199,18 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "tenants.middleware.ShopStatusMiddleware",
 ]
+# gateways' webhooks and token-authenticated API calls (platform_core/wsgi.py): no
+# static files, session, CSRF cookie, session user, messages or htmx to look at
+_NOT_WITHOUT_SESSION = {
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "tenants.middleware.HostBoundSessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+}
+SESSIONLESS_MIDDLEWARE = [m for m in MIDDLEWARE if m not in _NOT_WITHOUT_SESSION]
 
 TEMPLATES = [
     {
@@ -356,6 +368,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_RATES": {"signup": "20/hour", "login": "10/minute"},
     "EXCEPTION_HANDLER": "api.exceptions.exception_handler",
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "api.negotiation.ContentNegotiation",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Kameng API",

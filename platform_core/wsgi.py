@@ -1,6 +1,15 @@
+"""The WSGI application: Django's handler, with a shorter middleware chain for requests
+that carry no browser session (platform_core/handlers.py)."""
 import os
 
-from django.core.wsgi import get_wsgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "platform_core.settings")
-application = get_wsgi_application()
+
+import django  # noqa: E402 - the settings module must be named first
+
+django.setup(set_prefix=False)
+
+from django.core.handlers.wsgi import WSGIHandler  # noqa: E402
+
+from platform_core.handlers import HandlerPerRequestKind  # noqa: E402
+
+application = HandlerPerRequestKind(WSGIHandler)

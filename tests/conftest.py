@@ -29,6 +29,23 @@ def _always_with_default(items):
 
 _pytest_django_fixtures._get_databases_for_setup = _always_with_default
 
+# The test client takes the middleware chain each request takes when served
+# (platform_core/handlers.py): token API calls and webhooks the shorter one.
+import django.test.client as _test_client  # noqa: E402
+
+from platform_core.handlers import HandlerPerRequestKind  # noqa: E402
+
+_client_init = _test_client.Client.__init__
+
+
+def _client_init_as_served(self, enforce_csrf_checks=False, *args, **kwargs):
+    _client_init(self, enforce_csrf_checks, *args, **kwargs)
+    if type(self.handler) is _test_client.ClientHandler:  # DRF's APIClient puts its own after this
+        self.handler = HandlerPerRequestKind(_test_client.ClientHandler, enforce_csrf_checks)
+
+
+_test_client.Client.__init__ = _client_init_as_served
+
 
 def pytest_unconfigure(config):
     """Stop the throw-away PostgreSQL + Redis this run started (settings_test.py)."""

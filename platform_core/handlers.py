@@ -1,0 +1,46 @@
+"""Which middleware chain a request takes: the full one, or the shorter one for requests
+that carry no browser session (docs/decisions/0043-sessionless-requests.md). Used by
+the WSGI application and, so that tests take the same chains, by the test client."""
+from __future__ import annotations
+
+from django.conf import settings
+
+
+def is_sessionless(environ) -> bool:
+    """Gateways' webhooks, and API calls authenticated by a token: neither reads a
+    session, a CSRF cookie, messages or htmx headers. An API call without a token may
+    be the console's own (session authentication), so it takes the full chain."""
+    path = environ.get("PATH_INFO", "")
+    if path.startswith("/hooks/"):
+        return True
+    return path.startswith("/api/") and environ.get("HTTP_AUTHORIZATION", "").startswith("Token ")
+
+
+def sessionless(handler_class):
+    """``handler_class`` building its chain from ``settings.SESSIONLESS_MIDDLEWARE``."""
+
+    class Sessionless(handler_class):
+        def load_middleware(self, is_async=False):
+            full = settings.MIDDLEWARE
+            settings.MIDDLEWARE = settings.SESSIONLESS_MIDDLEWARE  # only while the chain is built
+            try:
+                super().load_middleware(is_async)
+            finally:
+                settings.MIDDLEWARE = full
+
+    Sessionless.__name__ = Sessionless.__qualname__ = f"Sessionless{handler_class.__name__}"
+    return Sessionless
+
+
+class HandlerPerRequestKind:
+    """Two Django handlers of one class, the full chain and the sessionless one; each
+    request goes to the one ``is_sessionless`` names. Each handler keeps its own view,
+    exception and template-response middleware, as Django expects."""
+
+    def __init__(self, handler_class, *args, **kwargs):
+        self.full = handler_class(*args, **kwargs)
+        self.sessionless = sessionless(handler_class)(*args, **kwargs)
+
+    def __call__(self, environ, *args):
+        handler = self.sessionless if is_sessionless(environ) else self.full
+        return handler(environ, *args)
