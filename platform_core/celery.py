@@ -24,6 +24,8 @@ app.conf.beat_schedule = {
     },
     # per-shop jobs (sent to every live shop)
     "expire-unpaid-orders": {"task": "orders.expire_due", "schedule": 60.0},
+    # delivery e-mails a lost wake-up left queued (decision 0044)
+    "send-pending-order-emails": {"task": "orders.send_pending_emails", "schedule": 60.0},
     "refund-stale-awaiting-stock": {"task": "orders.refund_stale_awaiting_stock", "schedule": 900.0},
     "poll-pending-payments": {"task": "payments.poll_pending", "schedule": 300.0},
     # gateways publish a day's settlement in the early morning (UTC+8 shops: before opening)

@@ -145,3 +145,16 @@ class OrderSettings(models.Model):
         from platform_core.db.rows import select_row
 
         return select_row(cls, "TRUE", [], suffix="ORDER BY id LIMIT 1") or cls()
+
+
+class PendingOrderEmail(models.Model):
+    """An order's e-mail with its keys, still to send. Written in the transaction that
+    delivered, so a delivery committed is an e-mail that goes out, broker up or not;
+    sent and removed by ``order_emails_send_pending`` (decision 0044). Not unique per
+    order: a row queued while an earlier one is being sent is the next drain's."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="+")
+    queued_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["queued_at"], name="pending_email_by_age")]

@@ -14,8 +14,8 @@ Figures (medians over the rounds): ``checkout_ab.{base,this}_web_cpu_ms_per_orde
 ``.web_cpu_change_pct`` / ``.db_cpu_change_pct`` (negative: this checkout costs less).
 
 ``BENCH_AB_ROUNDS`` (default 6), ``BENCH_AB_BATCH`` paid orders per batch (300),
-``BENCH_AB_BUYERS`` concurrent buyers (12). Both revisions must have the same
-migrations: the database is migrated once, by this checkout.
+``BENCH_AB_BUYERS`` concurrent buyers (12). The database is migrated once, by this
+checkout: the base may lack migrations this checkout adds, but not have others.
 """
 from __future__ import annotations
 
@@ -46,10 +46,12 @@ def _base_worktree(revision: str, stack: ExitStack) -> tuple[str, str]:
         commit = _git("rev-parse", "--verify", f"{revision}^{{commit}}")
     except subprocess.CalledProcessError:
         raise SystemExit(f"checkout_ab: BENCH_BASE={revision!r} is not a revision of this repository") from None
-    changed = _git("diff", "--name-only", commit, "--", "*/migrations/*.py")
+    # migrations this checkout adds are fine (the base ignores tables it does not know);
+    # one changed or removed since the base is not
+    changed = _git("diff", "--name-only", "--diff-filter=a", commit, "--", "*/migrations/*.py")
     if changed:
         raise SystemExit(f"checkout_ab: {revision} has other migrations than this checkout ({changed.split()[0]} …); "
-                         "compare revisions with the same migrations")
+                         "compare revisions with the same migrations, or a base that only lacks new ones")
     path = tempfile.mkdtemp(prefix="kameng-ab-base-")
     shutil.rmtree(path)
     _git("worktree", "add", "--detach", "--quiet", path, commit)
