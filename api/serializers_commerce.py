@@ -257,7 +257,7 @@ class PaymentOutput(serializers.Serializer):
     external_id = serializers.CharField(allow_null=True)
     created_at = serializers.DateTimeField()
     succeeded_at = serializers.DateTimeField(allow_null=True)
-    refunds = RefundOutput(many=True, source="refunds.all")
+    refunds = RefundOutput(many=True)  # the manager, not .all: DRF inspects a method's signature per row
 
 
 class OrderOutput(serializers.Serializer):
@@ -278,12 +278,12 @@ class OrderOutput(serializers.Serializer):
     reserved_until = serializers.DateTimeField(allow_null=True)
     paid_at = serializers.DateTimeField(allow_null=True)
     delivered_at = serializers.DateTimeField(allow_null=True)
-    lines = OrderLineOutput(many=True, source="lines.all")
+    lines = OrderLineOutput(many=True)
 
 
 class OrderDetailOutput(OrderOutput):
-    events = OrderEventOutput(many=True, source="events.all")
-    payments = PaymentOutput(many=True, source="payments.all")
+    events = OrderEventOutput(many=True)
+    payments = PaymentOutput(many=True)
     ticket_ids = serializers.SerializerMethodField()
 
     def get_ticket_ids(self, order) -> list[int]:
@@ -387,7 +387,7 @@ class TicketOutput(serializers.Serializer):
 
 
 class TicketDetailOutput(TicketOutput):
-    messages = TicketMessageOutput(many=True, source="messages.all")
+    messages = TicketMessageOutput(many=True)
     delivered_keys = MaskedKeyOutput(many=True, help_text="The order's keys, masked; pick one to reissue.")
 
 

@@ -34,12 +34,33 @@ def read_on_every_shop_request(key_of: Callable[[Any], str]) -> Callable[[Any], 
     return key_of
 
 
-def prefetch_for_shop(shop) -> None:
-    """Called by host routing once the shop (and its schema) is set."""
+#: per process: host name -> the made keys its last request prefetched; the next request
+#: for that host reads them with its route in one MGET (prefetch_route). A guess only:
+#: if the route names another shop now, its own keys are fetched after.
+_keys_last_read_for_host: dict[str, list[str]] = {}
+_HOSTS_REMEMBERED = 10_000
+
+
+def prefetch_route(hostname: str, route_key: str) -> None:
+    """Called by host routing before it reads ``route_key`` (in the public schema)."""
     from django.core.cache import cache
 
-    if _per_shop_request_keys and _request_memory.get() is not None and hasattr(cache, "prefetch"):
-        cache.prefetch([key_of(shop) for key_of in _per_shop_request_keys])
+    if _request_memory.get() is not None and hasattr(cache, "prefetch_made"):
+        cache.prefetch_made([cache.make_and_validate_key(route_key), *_keys_last_read_for_host.get(hostname, ())])
+
+
+def prefetch_for_shop(shop, hostname: str | None = None) -> None:
+    """Called by host routing once the shop (and its schema) is set: whatever the
+    route's read did not bring along is fetched now, in one MGET."""
+    from django.core.cache import cache
+
+    if _per_shop_request_keys and _request_memory.get() is not None and hasattr(cache, "prefetch_made"):
+        made = [cache.make_and_validate_key(key_of(shop)) for key_of in _per_shop_request_keys]
+        cache.prefetch_made(made)
+        if hostname is not None:
+            if len(_keys_last_read_for_host) >= _HOSTS_REMEMBERED:
+                _keys_last_read_for_host.clear()
+            _keys_last_read_for_host[hostname] = made
 
 
 @contextmanager
@@ -128,7 +149,11 @@ class KamengRedisCache(RedisCache):
         self._class = ReusingRedisCacheClient
 
     def prefetch(self, keys: list[str]) -> None:
-        self._cache.prefetch([self.make_and_validate_key(key) for key in keys])
+        self.prefetch_made([self.make_and_validate_key(key) for key in keys])
+
+    def prefetch_made(self, made_keys: list[str]) -> None:
+        """:meth:`prefetch` for keys already made (``make_and_validate_key``)."""
+        self._cache.prefetch(made_keys)
 
 
 class RequestScopeMiddleware:

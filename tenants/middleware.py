@@ -10,7 +10,7 @@ from django.template.loader import render_to_string
 from django_tenants.middleware.main import TenantMainMiddleware
 from django_tenants.utils import get_public_schema_name
 
-from platform_core.cache import prefetch_for_shop
+from platform_core.cache import prefetch_for_shop, prefetch_route
 
 ROUTE_CACHE_SECONDS = 60
 SESSION_HOST_KEY = "_kameng_host"
@@ -59,6 +59,7 @@ class ShopRoutingMiddleware(TenantMainMiddleware):
             return self._serve_platform(request)
         from tenants.models import Domain
 
+        prefetch_route(hostname, route_cache_key(hostname))  # with the shop's keys its last request read
         try:
             shop = self.get_tenant(Domain, hostname)
         except Domain.DoesNotExist:
@@ -68,7 +69,7 @@ class ShopRoutingMiddleware(TenantMainMiddleware):
         shop.domain_url = hostname
         request.tenant = shop
         connection.set_tenant(shop)
-        prefetch_for_shop(shop)
+        prefetch_for_shop(shop, hostname)
         request.urlconf = settings.ROOT_URLCONF
 
     def _serve_platform(self, request):

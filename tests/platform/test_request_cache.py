@@ -90,3 +90,35 @@ def test_enabling_a_plugin_takes_effect_in_the_next_request(alpha, alice):
     with tenant_context(alpha):
         plugin_configure(shop=alpha, slug="store-notice", data={"message": "Closed for the holidays", "style": "info"}, enable=True)
     assert "Closed for the holidays" in storefront.get("/").content.decode()
+
+
+def test_a_host_reads_its_route_and_its_shops_keys_in_one_round_trip_and_follows_a_move(alpha, bravo, monkeypatch):
+    """Host routing guesses the shop's keys from the host's last request; when the host
+    now routes to another shop, that shop's own keys are read, never the old one's."""
+    from django.db import connection
+
+    from platform_core.cache import prefetch_for_shop, prefetch_route
+    from plugins.hooks import ENABLED_CACHE_KEY
+
+    for shop in (alpha, bravo):
+        connection.set_tenant(shop)
+        cache.set(ENABLED_CACHE_KEY, [f"{shop.slug} rows"])
+    sent = []
+    original = redis.Redis.execute_command
+    monkeypatch.setattr(redis.Redis, "execute_command",
+                        lambda client, *args, **kw: (sent.append(args[0]), original(client, *args, **kw))[1])
+
+    def request_for(host, shop):
+        sent.clear()
+        with request_scope():
+            connection.set_schema_to_public()
+            prefetch_route(host, f"route:{host}")
+            connection.set_tenant(shop)
+            prefetch_for_shop(shop, host)
+            return cache.get(ENABLED_CACHE_KEY), list(sent)
+
+    assert request_for("shop.example.org", alpha) == (["alpha rows"], ["MGET", "MGET"])  # nothing to guess yet
+    assert request_for("shop.example.org", alpha) == (["alpha rows"], ["MGET"])
+    assert request_for("shop.example.org", bravo) == (["bravo rows"], ["MGET", "MGET"])  # the domain moved
+    assert request_for("shop.example.org", bravo) == (["bravo rows"], ["MGET"])
+    connection.set_schema_to_public()
