@@ -508,31 +508,44 @@ def order_email_send(order_id: int) -> bool:
     return True
 
 
-def order_emails_send_pending(*, batch: int = 50) -> int:
+def order_emails_send_pending(*, limit: int = 500) -> int:
     """Send the queued delivery e-mails, oldest first, one per order however often it
-    was queued; rows another drain holds are skipped. A failing mail server keeps the
-    rest queued and raises (OSError) for the task to retry. Returns how many went."""
+    was queued, each committed on its own (a crash re-sends at most one). Orders another
+    drain holds are skipped. A mail server that cannot be reached (or answers "try
+    later") keeps the rest queued and raises for the task to retry; an e-mail that can
+    never go (address refused, an error of its own) is logged and dropped so it holds up
+    nobody else's. Returns how many went."""
     sent = 0
-    while True:
-        failure = None
+    for _ in range(limit):
         with transaction.atomic():
-            pending = list(PendingOrderEmail.objects.select_for_update(skip_locked=True)
-                           .order_by("queued_at", "id").values_list("id", "order_id")[:batch])
-            if not pending:
-                return sent
-            done_orders, done_rows = set(), []
-            for row_id, order_id in pending:
-                if order_id not in done_orders:
-                    try:
-                        sent += order_email_send(order_id)
-                    except OSError as exc:
-                        failure = exc
-                        break
-                    done_orders.add(order_id)
-                done_rows.append(row_id)
-            PendingOrderEmail.objects.filter(pk__in=done_rows).delete()
-        if failure is not None:
-            raise failure
+            head = (PendingOrderEmail.objects.select_for_update(skip_locked=True).order_by("queued_at", "id")
+                    .values_list("order_id", flat=True).first())
+            if head is None:
+                break
+            # the rows for this order now: all answered by the e-mail rendered below
+            rows = list(PendingOrderEmail.objects.select_for_update(skip_locked=True).filter(order_id=head)
+                        .values_list("id", flat=True))
+            try:
+                sent += order_email_send(head)
+            except Exception as exc:  # noqa: BLE001 - sorted below: retry later, or give this one up
+                if _mail_server_unavailable(exc):
+                    raise
+                logger.warning("delivery e-mail for order %s dropped: %s: %s", head, type(exc).__name__, exc)
+            PendingOrderEmail.objects.filter(pk__in=rows).delete()
+    return sent
+
+
+def _mail_server_unavailable(exc: Exception) -> bool:
+    """Worth trying again later, for every e-mail alike: the server could not be
+    reached, hung up, refused our login or sender, or said "try later" (4xx). Not: this
+    address or this message refused (5xx), or an error of the order's own."""
+    import smtplib
+
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return False
+    if isinstance(exc, smtplib.SMTPDataError):
+        return exc.smtp_code < 500
+    return isinstance(exc, OSError)  # smtplib's errors are OSErrors too
 
 
 def orders_fulfil_awaiting_stock(*, sku_id: int) -> int:

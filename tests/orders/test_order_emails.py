@@ -3,6 +3,8 @@ delivered order gets its e-mail once, a burst wakes the mailer once, and neither
 broker that is down nor a mail server that fails loses one."""
 from __future__ import annotations
 
+import smtplib
+
 import pytest
 from django.db import connection
 from django_tenants.utils import tenant_context
@@ -67,30 +69,96 @@ def test_the_delivery_stands_when_the_broker_is_down_and_the_email_follows(
     assert [m.to for m in mailoutbox] == [["buyer@example.com"]]
 
 
-def test_a_failing_mail_server_keeps_the_unsent_emails_queued(shop, mailoutbox, wake_ups, monkeypatch,
-                                                            django_capture_on_commit_callbacks):
-    import django.core.mail
-
-    sku = make_product(keys=2)
-    first, second = place(sku, "first@example.com"), place(sku, "second@example.com")
-    for order in (first, second):
+def _deliver_to(*contacts, django_capture_on_commit_callbacks):
+    sku = make_product(keys=len(contacts))
+    orders = [place(sku, contact) for contact in contacts]
+    for order in orders:
         with django_capture_on_commit_callbacks(execute=True):
             pay(order)
+    return orders
+
+
+def _mail_fails_for(monkeypatch, failure_for):
+    """send_mail raises ``failure_for(recipient)`` when that is not None."""
+    import django.core.mail
+
     real_send_mail = django.core.mail.send_mail
 
-    def send_one_then_fail(*args, **kwargs):
-        if mailoutbox:
-            raise ConnectionRefusedError(111, "Connection refused")
-        return real_send_mail(*args, **kwargs)
+    def send_mail(*args, recipient_list, **kwargs):
+        failure = failure_for(recipient_list[0])
+        if failure is not None:
+            raise failure
+        return real_send_mail(*args, recipient_list=recipient_list, **kwargs)
 
-    monkeypatch.setattr(django.core.mail, "send_mail", send_one_then_fail)
+    monkeypatch.setattr(django.core.mail, "send_mail", send_mail)
+
+
+def test_a_mail_server_that_is_down_keeps_the_unsent_emails_queued(shop, mailoutbox, wake_ups, monkeypatch,
+                                                                   django_capture_on_commit_callbacks):
+    first, second = _deliver_to("first@example.com", "second@example.com",
+                                django_capture_on_commit_callbacks=django_capture_on_commit_callbacks)
+    down = [True]
+    _mail_fails_for(monkeypatch, lambda to: ConnectionRefusedError(111, "Connection refused")
+                    if mailoutbox and down[0] else None)
     with pytest.raises(ConnectionRefusedError):  # the task retries on OSError
         services.order_emails_send_pending()
     assert [m.to for m in mailoutbox] == [["first@example.com"]]
     assert list(PendingOrderEmail.objects.values_list("order_id", flat=True)) == [second.pk]
-    monkeypatch.setattr(django.core.mail, "send_mail", real_send_mail)
+    down[0] = False
     assert services.order_emails_send_pending() == 1
     assert [m.to for m in mailoutbox] == [["first@example.com"], ["second@example.com"]]
+
+
+@pytest.mark.parametrize("failure", [
+    smtplib.SMTPRecipientsRefused({"bad@example.com": (550, b"5.1.1 No such user")}),
+    smtplib.SMTPDataError(554, b"5.7.1 Message rejected"),
+    ValueError("the order's keys could not be decrypted"),  # an error of this order's own
+], ids=["address refused", "message refused", "order's own error"])
+def test_an_email_that_can_never_go_is_dropped_and_holds_up_nobody(shop, mailoutbox, wake_ups, monkeypatch,
+                                                                   django_capture_on_commit_callbacks, failure, caplog):
+    bad, good = _deliver_to("bad@example.com", "good@example.com",
+                            django_capture_on_commit_callbacks=django_capture_on_commit_callbacks)
+    _mail_fails_for(monkeypatch, lambda to: failure if to == "bad@example.com" else None)
+    assert services.order_emails_send_pending() == 1
+    assert [m.to for m in mailoutbox] == [["good@example.com"]]
+    assert not PendingOrderEmail.objects.exists()
+    assert f"delivery e-mail for order {bad.pk} dropped" in caplog.text
+
+
+@pytest.mark.parametrize("failure", [
+    smtplib.SMTPAuthenticationError(535, b"5.7.8 Authentication failed"),
+    smtplib.SMTPSenderRefused(550, b"5.7.1 Sender not allowed", "shop@example.com"),
+    smtplib.SMTPDataError(451, b"4.3.0 Try again later"),
+    smtplib.SMTPServerDisconnected("Connection unexpectedly closed"),
+    TimeoutError("timed out"),
+], ids=["login refused", "sender refused", "try later", "hung up", "timeout"])
+def test_a_mail_server_problem_of_every_email_is_retried_not_dropped(shop, mailoutbox, wake_ups, monkeypatch,
+                                                                     django_capture_on_commit_callbacks, failure):
+    _deliver_to("buyer@example.com", django_capture_on_commit_callbacks=django_capture_on_commit_callbacks)
+    _mail_fails_for(monkeypatch, lambda to: failure)
+    with pytest.raises(type(failure)):
+        services.order_emails_send_pending()
+    assert PendingOrderEmail.objects.count() == 1 and not mailoutbox
+
+
+def test_the_beats_drain_also_reaches_suspended_and_closed_shops(alpha, bravo, monkeypatch):
+    """They still hear their gateways and deliver; other per-shop jobs skip them."""
+    from types import SimpleNamespace
+
+    from platform_core.beat import ShopAwareScheduler
+
+    bravo.status = "suspended"
+    bravo.save(update_fields=["status"])
+    scheduler = ShopAwareScheduler.__new__(ShopAwareScheduler)  # no schedule file: only apply_entry is used
+    sent = []
+    monkeypatch.setattr(scheduler, "apply_async", lambda entry, producer=None, advance=True: sent.append(
+        (entry.task, connection.schema_name)) or SimpleNamespace(id="x"))
+    for task in ("orders.send_pending_emails", "orders.expire_due"):
+        scheduler.apply_entry(SimpleNamespace(name=task, task=task, options={"headers": {"_all_tenants_only": True}}))
+    drained = {schema for task, schema in sent if task == "orders.send_pending_emails"}
+    expired = {schema for task, schema in sent if task == "orders.expire_due"}
+    assert {alpha.schema_name, bravo.schema_name} <= drained
+    assert alpha.schema_name in expired and bravo.schema_name not in expired
 
 
 def test_an_order_queued_twice_gets_one_email_with_its_current_keys(shop, mailoutbox, wake_ups,
@@ -118,7 +186,7 @@ def test_parallel_drains_send_each_email_once(committed_alpha, mailoutbox, wake_
     for n in range(40):
         pay(place(sku, f"p{n}@example.com"))
     assert PendingOrderEmail.objects.count() == 40 and Order.objects.filter(status="delivered").count() == 40
-    sent = run_in_threads(4, lambda n: services.order_emails_send_pending(batch=5))
+    sent = run_in_threads(4, lambda n: services.order_emails_send_pending())
     assert all(isinstance(count, int) for count in sent), sent
     assert sum(sent) == 40
     assert sorted(m.to[0] for m in mailoutbox) == sorted(f"p{n}@example.com" for n in range(40))
