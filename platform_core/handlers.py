@@ -3,7 +3,13 @@ that carry no browser session (docs/decisions/0043-sessionless-requests.md). Use
 the WSGI application and, so that tests take the same chains, by the test client."""
 from __future__ import annotations
 
+import threading
+
 from django.conf import settings
+
+#: building a chain swaps settings.MIDDLEWARE for a moment: one build at a time (test
+#: clients may be made on several threads)
+_building = threading.Lock()
 
 
 def is_sessionless(environ) -> bool:
@@ -38,8 +44,9 @@ class HandlerPerRequestKind:
     exception and template-response middleware, as Django expects."""
 
     def __init__(self, handler_class, *args, **kwargs):
-        self.full = handler_class(*args, **kwargs)
-        self.sessionless = sessionless(handler_class)(*args, **kwargs)
+        with _building:
+            self.full = handler_class(*args, **kwargs)
+            self.sessionless = sessionless(handler_class)(*args, **kwargs)
 
     def __call__(self, environ, *args):
         handler = self.sessionless if is_sessionless(environ) else self.full

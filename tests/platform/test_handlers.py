@@ -15,6 +15,7 @@ from rest_framework.authtoken.models import Token
 
 from platform_core.handlers import is_sessionless
 from plugins.services import plugin_configure
+from tests.api.test_commerce_api import api
 from tests.commerce_helpers import make_product
 
 
@@ -49,9 +50,9 @@ def sessions_loaded(monkeypatch):
 def test_a_token_api_call_is_answered_without_loading_a_session(alpha, alice, sessions_loaded):
     with tenant_context(alpha):
         sku = make_product(keys=1, price=700)
-    client = Client(HTTP_HOST="alpha.kameng.test", HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice).key}")
-    placed = client.post("/api/v1/orders/", {"lines": [{"sku_id": sku.pk, "quantity": 1}], "contact": "g@example.com",
-                                             "query_password": "1234"}, content_type="application/json")
+    placed = api(alpha, alice).post("/api/v1/orders/", {"lines": [{"sku_id": sku.pk, "quantity": 1}],
+                                                        "contact": "g@example.com", "query_password": "1234"},
+                                    content_type="application/json")
     assert placed.status_code == 201, placed.content
     assert placed.json()["total_minor"] == 700 and placed["Content-Type"] == "application/json"
     # the headers every response carries still come from the middleware kept
@@ -74,9 +75,7 @@ def test_a_suspended_shop_refuses_token_api_calls_but_takes_webhooks(alpha, alic
                          data={"gateway_url": "http://127.0.0.1:9", "api_key": "sk_sandbox_" + "a" * 24})
     alpha.status = "suspended"
     alpha.save(update_fields=["status"])
-    token = Token.objects.create(user=alice).key
-    client = Client(HTTP_HOST="alpha.kameng.test", HTTP_AUTHORIZATION=f"Token {token}")
-    refused = client.get("/api/v1/orders/")
+    refused = api(alpha, alice).get("/api/v1/orders/")
     assert refused.status_code == 403 and refused.json()["code"] == "shop_unavailable"
     # a buyer may already have paid: the gateway is still heard (and a forgery refused)
     hook = Client(HTTP_HOST="alpha.kameng.test").post("/hooks/payments/sandbox/", b"{}",
