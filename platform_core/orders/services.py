@@ -541,8 +541,8 @@ def _mail_server_unavailable(exc: Exception) -> bool:
     address or this message refused (5xx), or an error of the order's own."""
     import smtplib
 
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        return False
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):  # 4xx: greylisted, a full mailbox
+        return all(code < 500 for code, _ in exc.recipients.values())
     if isinstance(exc, smtplib.SMTPDataError):
         return exc.smtp_code < 500
     return isinstance(exc, OSError)  # smtplib's errors are OSErrors too

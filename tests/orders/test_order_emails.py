@@ -129,9 +129,10 @@ def test_an_email_that_can_never_go_is_dropped_and_holds_up_nobody(shop, mailout
     smtplib.SMTPAuthenticationError(535, b"5.7.8 Authentication failed"),
     smtplib.SMTPSenderRefused(550, b"5.7.1 Sender not allowed", "shop@example.com"),
     smtplib.SMTPDataError(451, b"4.3.0 Try again later"),
+    smtplib.SMTPRecipientsRefused({"buyer@example.com": (450, b"4.2.0 Greylisted, try again later")}),
     smtplib.SMTPServerDisconnected("Connection unexpectedly closed"),
     TimeoutError("timed out"),
-], ids=["login refused", "sender refused", "try later", "hung up", "timeout"])
+], ids=["login refused", "sender refused", "try later", "greylisted", "hung up", "timeout"])
 def test_a_mail_server_problem_of_every_email_is_retried_not_dropped(shop, mailoutbox, wake_ups, monkeypatch,
                                                                      django_capture_on_commit_callbacks, failure):
     _deliver_to("buyer@example.com", django_capture_on_commit_callbacks=django_capture_on_commit_callbacks)
