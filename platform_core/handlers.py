@@ -3,6 +3,7 @@ that carry no browser session (docs/decisions/0043-sessionless-requests.md). Use
 the WSGI application and, so that tests take the same chains, by the test client."""
 from __future__ import annotations
 
+import functools
 import threading
 
 from django.conf import settings
@@ -22,6 +23,7 @@ def is_sessionless(environ) -> bool:
     return path.startswith("/api/") and environ.get("HTTP_AUTHORIZATION", "").startswith("Token ")
 
 
+@functools.cache  # one class per handler class, however many handlers are made
 def sessionless(handler_class):
     """``handler_class`` building its chain from ``settings.SESSIONLESS_MIDDLEWARE``."""
 

@@ -7,24 +7,14 @@ import smtplib
 
 import pytest
 from django.db import connection
-from django_tenants.utils import tenant_context
 from kombu.exceptions import OperationalError as BrokerDown
 
 from platform_core.orders import services, tasks
 from platform_core.orders.models import Order, PendingOrderEmail
 from platform_core.orders.services import LineRequest
 from tests.commerce_helpers import make_product, pay
+from tests.orders.test_orders import place
 from tests.orders.test_concurrency import committed_alpha, run_in_threads  # noqa: F401 - fixture
-
-
-def place(sku, contact):
-    return services.order_place(lines=[LineRequest(sku.pk, 1)], contact=contact, query_password="1234")
-
-
-@pytest.fixture
-def shop(alpha):
-    with tenant_context(alpha):
-        yield alpha
 
 
 @pytest.fixture
@@ -38,7 +28,7 @@ def wake_ups(monkeypatch):
 def test_a_burst_of_deliveries_wakes_the_mailer_once_and_each_buyer_gets_one_email(
         shop, mailoutbox, wake_ups, django_capture_on_commit_callbacks):
     sku = make_product(keys=3)
-    orders = [place(sku, f"b{n}@example.com") for n in range(3)]
+    orders = [place(sku, contact=f"b{n}@example.com") for n in range(3)]
     for order in orders:
         with django_capture_on_commit_callbacks(execute=True):
             pay(order)
@@ -49,7 +39,7 @@ def test_a_burst_of_deliveries_wakes_the_mailer_once_and_each_buyer_gets_one_ema
     assert not PendingOrderEmail.objects.exists()
     # the drain forgot the wake-up: the next delivery asks for another
     with django_capture_on_commit_callbacks(execute=True):
-        pay(place(make_product(keys=1), "late@example.com"))
+        pay(place(make_product(keys=1), contact="late@example.com"))
     assert wake_ups == [shop.schema_name] * 2
 
 
@@ -59,7 +49,7 @@ def test_the_delivery_stands_when_the_broker_is_down_and_the_email_follows(
         raise BrokerDown("Error 111 connecting to localhost:6379. Connection refused.")
 
     monkeypatch.setattr(tasks.send_pending_order_emails, "delay", broker_down)
-    order = place(make_product(keys=1), "buyer@example.com")
+    order = place(make_product(keys=1), contact="buyer@example.com")
     with django_capture_on_commit_callbacks(execute=True):
         assert pay(order) == "paid"
     order.refresh_from_db()
@@ -71,7 +61,7 @@ def test_the_delivery_stands_when_the_broker_is_down_and_the_email_follows(
 
 def _deliver_to(*contacts, django_capture_on_commit_callbacks):
     sku = make_product(keys=len(contacts))
-    orders = [place(sku, contact) for contact in contacts]
+    orders = [place(sku, contact=contact) for contact in contacts]
     for order in orders:
         with django_capture_on_commit_callbacks(execute=True):
             pay(order)
@@ -164,7 +154,7 @@ def test_the_beats_drain_also_reaches_suspended_and_closed_shops(alpha, bravo, m
 
 def test_an_order_queued_twice_gets_one_email_with_its_current_keys(shop, mailoutbox, wake_ups,
                                                                     django_capture_on_commit_callbacks):
-    order = place(make_product(keys=1), "buyer@example.com")
+    order = place(make_product(keys=1), contact="buyer@example.com")
     with django_capture_on_commit_callbacks(execute=True):
         pay(order)
     PendingOrderEmail.objects.create(order=order)  # e.g. a key reissued before the drain ran
@@ -172,9 +162,44 @@ def test_an_order_queued_twice_gets_one_email_with_its_current_keys(shop, mailou
     assert not PendingOrderEmail.objects.exists()
 
 
+def test_a_reissued_key_and_a_hand_delivery_each_queue_the_buyers_email(shop, mailoutbox, wake_ups,
+                                                                        django_capture_on_commit_callbacks):
+    from platform_core.catalog.models import SKU, Product
+    from platform_core.inventory.models import DeliveredKey
+
+    sku = make_product(keys=2)
+    order = place(sku, contact="buyer@example.com")
+    with django_capture_on_commit_callbacks(execute=True):
+        pay(order)
+    services.order_emails_send_pending()
+    order.refresh_from_db()
+    [bad_secret] = [item.secret for item in services.order_delivered_items(order)]
+    ticket = services.ticket_open(order=order, reason="invalid_key", message="The key does not work.")
+    bad_key = DeliveredKey.objects.get(order_line__order=order)
+    with django_capture_on_commit_callbacks(execute=True):
+        replacement = services.ticket_reissue_key(ticket=ticket, delivered_key_id=bad_key.pk, actor="staff@example.com")
+    assert list(PendingOrderEmail.objects.values_list("order_id", flat=True)) == [order.pk]
+    with pytest.raises(services.OrderError):  # no key left to reissue: nothing queued
+        services.ticket_reissue_key(ticket=ticket, delivered_key_id=replacement.pk, actor="staff@example.com")
+    assert services.order_emails_send_pending() == 1
+    [new_secret] = [item.secret for item in services.order_delivered_items(order) if not item.replaced]
+    assert new_secret != bad_secret and new_secret in mailoutbox[-1].body and bad_secret not in mailoutbox[-1].body
+
+    topup = SKU.objects.create(product=Product.objects.create(name="Phone credit", type=Product.Type.TOPUP), price=500)
+    manual = services.order_place(lines=[LineRequest(topup.pk, 1, "13800138000")],
+                                  contact="topup@example.com", query_password="1234")
+    with django_capture_on_commit_callbacks(execute=True):
+        pay(manual)
+    services.order_emails_send_pending()  # "paid, the shop delivers shortly"
+    with django_capture_on_commit_callbacks(execute=True):
+        services.line_mark_delivered(line=manual.lines.get(), note="Credited, ref 77", actor="staff@example.com")
+    assert services.order_emails_send_pending() == 1
+    assert mailoutbox[-1].to == ["topup@example.com"] and "Credited, ref 77" in mailoutbox[-1].body
+
+
 def test_orders_without_an_email_address_are_dropped_from_the_queue(shop, mailoutbox, wake_ups,
                                                                    django_capture_on_commit_callbacks):
-    order = place(make_product(keys=1), "+8613800138000")  # a phone number as the contact
+    order = place(make_product(keys=1), contact="+8613800138000")  # a phone number as the contact
     with django_capture_on_commit_callbacks(execute=True):
         pay(order)
     assert PendingOrderEmail.objects.count() == 1
@@ -185,7 +210,7 @@ def test_orders_without_an_email_address_are_dropped_from_the_queue(shop, mailou
 def test_parallel_drains_send_each_email_once(committed_alpha, mailoutbox, wake_ups):  # noqa: F811
     sku = make_product(keys=40)
     for n in range(40):
-        pay(place(sku, f"p{n}@example.com"))
+        pay(place(sku, contact=f"p{n}@example.com"))
     assert PendingOrderEmail.objects.count() == 40 and Order.objects.filter(status="delivered").count() == 40
     sent = run_in_threads(4, lambda n: services.order_emails_send_pending())
     assert all(isinstance(count, int) for count in sent), sent

@@ -22,12 +22,6 @@ def place(sku, quantity=1, contact="buyer@example.com", **kwargs):
                                 **kwargs)
 
 
-@pytest.fixture
-def shop(alpha):
-    with tenant_context(alpha):
-        yield alpha
-
-
 def test_place_reserves_and_pay_delivers_keys(shop):
     sku = make_product(keys=5, price=1500)
     order = place(sku, 2)
