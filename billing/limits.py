@@ -16,7 +16,7 @@ from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from platform_core.cache import read_on_every_shop_request
+from platform_core.cache import read_on_every_shop_request, remembered_for_request
 
 PLAN_CACHE_SECONDS = 60
 #: with at least this much room left, no lock is taken: that many requests would have to
@@ -65,6 +65,12 @@ def shop_plan(shop):
     """The plan whose limits and features apply to ``shop`` now (None: no plans seeded)."""
     if shop is None or not getattr(shop, "pk", None):
         return None
+    # asked several times per request (each enabled plugin, the order limit): one copy per
+    # request; forget_plan_cache writes to the cache, which forgets it
+    return remembered_for_request(("shop_plan", connection.schema_name, shop.pk), lambda: _cached_plan(shop))
+
+
+def _cached_plan(shop):
     key = _cache_key(shop.pk)
     plan = cache.get(key)
     if plan is None:

@@ -146,6 +146,26 @@ def decrypt_str(shop, token: str, *, context: str) -> str:
     return decrypt(shop, token, context=context).decode()
 
 
+#: (shop, context, token) -> plaintext of configuration secrets (gateway API keys, webhook
+#: secrets), read on every payment request; a token is immutable, so the same token always
+#: decrypts to the same text. Never used for card keys: those stay encrypted until shown.
+_remembered_secrets: dict[tuple[int, str, str], str] = {}
+_SECRETS_REMEMBERED = 4096
+
+
+def decrypt_setting(shop, token: str, *, context: str) -> str:
+    """:func:`decrypt_str` for configuration secrets, remembered per process."""
+    memo_key = (shop.pk, context, token)
+    found = _remembered_secrets.get(memo_key)
+    if found is None:
+        found = decrypt_str(shop, token, context=context)  # a wrong token raises and is not remembered
+        with _cache_lock:
+            if len(_remembered_secrets) >= _SECRETS_REMEMBERED:
+                _remembered_secrets.clear()
+            _remembered_secrets[memo_key] = found
+    return found
+
+
 def rotate_master_key() -> int:
     """Re-wrap every data key that is not under the current master key; returns how many."""
     from tenants.models import ShopDataKey
@@ -166,6 +186,7 @@ def forget_cached_keys() -> None:
     with _cache_lock:
         _cache.clear()
         _latest.clear()
+        _remembered_secrets.clear()
 
 
 def derived_key(shop, purpose: str) -> bytes:

@@ -38,11 +38,16 @@ def plugin_accounts(*, config: PluginConfig | None) -> list[PluginAccount]:
     if config is None or config.pk is None:
         return []
     cached = getattr(config, "cached_accounts", None)  # read with the enabled configuration (plugins.hooks)
+    if cached is not None and "sorted_accounts" in config.__dict__:  # that snapshot, sorted once
+        return list(config.__dict__["sorted_accounts"])
     rows = list(cached) if cached is not None else list(PluginAccount.objects.filter(config_id=config.pk))
     if not any(row.key == MAIN_ACCOUNT for row in rows):
         rows.append(_implicit_main(config))
     # main first among equals: an old single-account shop keeps its order
-    return sorted(rows, key=lambda a: (a.priority, a.key != MAIN_ACCOUNT, a.pk or 0))
+    rows.sort(key=lambda a: (a.priority, a.key != MAIN_ACCOUNT, a.pk or 0))
+    if cached is not None:
+        config.__dict__["sorted_accounts"] = tuple(rows)
+    return rows
 
 
 def plugin_account(*, config: PluginConfig | None, key: str) -> PluginAccount | None:

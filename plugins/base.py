@@ -91,7 +91,7 @@ class Plugin:
             context = secret_context(self.slug, field)
         if not token:
             return None
-        return crypto.decrypt_str(self.shop, token, context=context)
+        return crypto.decrypt_setting(self.shop, token, context=context)
 
 
 #: the account a plugin configuration is by itself (see plugins.models.PluginAccount)

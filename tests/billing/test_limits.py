@@ -137,3 +137,21 @@ def test_a_plan_can_unlock_one_plugin_by_slug(alpha, plans):
 def test_cancelled_subscription_falls_back_to_free_limits(alpha, plans):
     put_on_plan(alpha, "business", status="cancelled")
     assert shop_plan(alpha).code == "free"
+
+
+def test_a_request_reads_the_plan_once_and_sees_a_change_made_in_it(alpha, plans, monkeypatch):
+    from billing import limits
+    from platform_core.cache import request_scope
+
+    put_on_plan(alpha, "free")
+    reads = []
+    original = limits._cached_plan
+    monkeypatch.setattr(limits, "_cached_plan", lambda shop: reads.append(shop.pk) or original(shop))
+    with request_scope():
+        assert [shop_plan(alpha).code for _ in range(4)] == ["free"] * 4
+        assert reads == [alpha.pk]
+        put_on_plan(alpha, "pro")  # forgets the cached plan, and with it the request's copy
+        assert shop_plan(alpha).code == "pro" and reads == [alpha.pk, alpha.pk]
+    shop_plan(alpha)
+    shop_plan(alpha)  # outside a request each call reads (the shared cache answers)
+    assert len(reads) == 4

@@ -86,3 +86,29 @@ def test_s3_paths_take_the_shop_prefix_per_call(alpha):
     with tenant_context(alpha):
         assert "/shops/shop_alpha/logo.png" in storage.url("logo.png")
     assert "/platform/logo.png" in storage.url("logo.png")  # not stuck on the last shop
+
+
+def test_a_configuration_secret_is_decrypted_once_per_process(alpha, bravo, monkeypatch):
+    token = crypto.encrypt(alpha, "sk_live_123", context="plugin:sandbox:api_key")
+    crypto.forget_cached_keys()
+    opened = []
+    original = crypto.decrypt
+
+    def counting(shop, token, *, context):
+        opened.append(context)
+        return original(shop, token, context=context)
+
+    monkeypatch.setattr(crypto, "decrypt", counting)
+    for _ in range(3):
+        assert crypto.decrypt_setting(alpha, token, context="plugin:sandbox:api_key") == "sk_live_123"
+    assert opened == ["plugin:sandbox:api_key"]
+    # remembered for that shop and field only: elsewhere it is refused, every time
+    for _ in range(2):
+        with pytest.raises(crypto.DecryptionError):
+            crypto.decrypt_setting(bravo, token, context="plugin:sandbox:api_key")
+        with pytest.raises(crypto.DecryptionError):
+            crypto.decrypt_setting(alpha, token, context="plugin:sandbox:webhook_secret")
+    assert len(opened) == 5
+    crypto.forget_cached_keys()  # as after a master key change
+    assert crypto.decrypt_setting(alpha, token, context="plugin:sandbox:api_key") == "sk_live_123"
+    assert len(opened) == 6

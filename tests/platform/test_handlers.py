@@ -118,3 +118,45 @@ def test_the_served_application_routes_each_kind_to_its_chain(alpha, alice, sess
     assert sessions_loaded == []
     status, _, _ = call("/api/v1/orders/")  # no token, no session: the full chain, and refused
     assert status in (401, 403) and sessions_loaded == ["/api/v1/orders/"]
+
+
+def test_a_path_is_matched_once_and_each_request_gets_its_own_match(alpha, alice, monkeypatch):
+    from django.urls.resolvers import URLResolver
+
+    from platform_core import handlers
+
+    handlers._resolved.cache_clear()
+    matched = []
+    original = URLResolver.resolve
+
+    def counting(self, path):
+        if self.pattern.regex.pattern == "^/":  # the URLconf's root, not its includes
+            matched.append(path)
+        return original(self, path)
+
+    monkeypatch.setattr(URLResolver, "resolve", counting)
+    client = api(alpha, alice)
+    first = client.get("/api/v1/orders/")
+    second = client.get("/api/v1/orders/")
+    assert first.status_code == second.status_code == 200
+    assert matched == ["/api/v1/orders/"]
+    assert first.wsgi_request.resolver_match is not second.wsgi_request.resolver_match
+    assert first.wsgi_request.resolver_match.url_name == second.wsgi_request.resolver_match.url_name
+    # what a view or middleware does to its match's arguments stays in its request
+    first.wsgi_request.resolver_match.kwargs["changed"] = True
+    assert "changed" not in client.get("/api/v1/orders/").wsgi_request.resolver_match.kwargs
+    # a path with arguments: each path its own match; an unknown path is a 404 every time
+    for number in ("A1", "B2"):
+        detail = client.get(f"/api/v1/orders/{number}/")
+        assert detail.status_code == 404 and detail.wsgi_request.resolver_match.kwargs == {"number": number}
+    assert client.get("/api/v1/no-such-thing/").status_code == 404
+    assert client.get("/api/v1/no-such-thing/").status_code == 404
+
+
+def test_a_changed_urlconf_is_followed(alpha, alice, settings):
+    client = api(alpha, alice)
+    assert client.get("/api/v1/orders/").status_code == 200
+    settings.ROOT_URLCONF = "platform_core.urls_public"  # the platform's own: no shop API there
+    assert client.get("/api/v1/orders/").status_code == 404
+    settings.ROOT_URLCONF = "platform_core.urls_shop"
+    assert client.get("/api/v1/orders/").status_code == 200

@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
+from platform_core.db import rows
 from platform_core.db.rows import (batched_writes, insert_row, insert_row_alongside, insert_rows, remember_related,
                                    select_joined, select_row, select_rows, update_row, with_held_writes)
 from platform_core.orders.models import Order, OrderEvent
@@ -239,3 +240,36 @@ def test_select_joined_reads_several_models_and_a_missing_left_join_as_none(shop
     assert found_payment.created_at.tzinfo is not None and found_payment.data == {}
     assert select_joined((Order, Payment), joins, "t0.id = %s", [lonely.pk])[1] is None
     assert select_joined((Order, Payment), joins, "t0.id = %s", [-1]) is None
+
+
+def test_a_read_row_is_the_instance_the_orm_would_make(shop):
+    from django.db.models import signals
+
+    from platform_core.catalog.models import SKU, Product
+
+    insert_row(_order("L1", ip="192.0.2.9", idempotency_key="api:l1"))
+    mine = select_row(Order, "number = %s", ["L1"])
+    theirs = Order.objects.get(number="L1")
+    assert type(mine) is Order and mine == theirs
+    assert {f.attname: getattr(mine, f.attname) for f in Order._meta.concrete_fields} == \
+        {f.attname: getattr(theirs, f.attname) for f in Order._meta.concrete_fields}
+    assert (mine._state.adding, mine._state.db) == (False, "default")
+    mine.contact = "saved@example.com"  # it saves as an ORM instance does: an update, not an insert
+    mine.save(update_fields=["contact"])
+    assert Order.objects.get(number="L1").contact == "saved@example.com" and Order.objects.count() == 1
+    # a model someone listens on is still made by its own __init__, signals sent
+    product = Product.objects.create(name="Listened")
+    sku = SKU.objects.create(product=product, name="x", price=100)
+    made = []
+
+    def listener(sender, instance, **kwargs):
+        made.append(instance)
+
+    signals.post_init.connect(listener, sender=SKU)
+    try:
+        rows._made_plainly.cache_clear()
+        found = select_row(SKU, "id = %s", [sku.pk])
+    finally:
+        signals.post_init.disconnect(listener, sender=SKU)
+        rows._made_plainly.cache_clear()
+    assert made == [found] and found.product_id == product.pk
