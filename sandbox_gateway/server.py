@@ -1,17 +1,20 @@
-"""Serving the gateway: a threading WSGI server (stdlib), in the foreground or in a
-thread for tests."""
+"""Serving the gateway: a threading WSGI server (stdlib) that keeps HTTP/1.1 connections
+open between requests, as a hosted gateway's API does, in the foreground or in a thread
+for tests."""
 from __future__ import annotations
 
+import io
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import threading
 from pathlib import Path
 from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
 
-from sandbox_gateway.app import GatewayApp
+from sandbox_gateway.app import MAX_BODY, GatewayApp
 from sandbox_gateway.store import Store
 from sandbox_gateway.webhooks import DEFAULT_RETRY_DELAYS, Deliverer
 
@@ -22,7 +25,62 @@ def default_db_path() -> Path:
     return Path(os.environ.get("KAMENG_STATE_DIR", ".kameng")) / "sandbox-gateway.sqlite3"
 
 
+#: an idle kept-alive connection is closed after this many seconds
+IDLE_SECONDS = 30
+
+
 class _QuietHandler(WSGIRequestHandler):
+    """wsgiref's handler, serving requests one after another on one connection: a shop
+    calls its gateway on every checkout, and a new connection (and thread) per call cost
+    both sides CPU. Every answer of the app carries Content-Length; a request body is
+    read whole before the app runs, so the next request starts where this one ended."""
+
+    protocol_version = "HTTP/1.1"  # what parse_request honours: keep-alive unless asked to close
+    timeout = IDLE_SECONDS
+    wbufsize = 64 * 1024  # an answer's status, headers and body leave in one write (flushed per answer)
+
+    def setup(self):
+        super().setup()
+        # no Nagle: a small answer must not wait for the client's delayed ACK of the last one
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def handle(self):
+        self.close_connection = True
+        try:
+            self._handle_one()
+            while not self.close_connection:
+                self._handle_one()
+        except (TimeoutError, ConnectionError):  # idle too long, or the client went away
+            self.close_connection = True
+
+    def _handle_one(self):
+        self.raw_requestline = self.rfile.readline(65537)
+        if not self.raw_requestline:
+            self.close_connection = True
+            return
+        if len(self.raw_requestline) > 65536:
+            self.requestline = self.request_version = self.command = ""
+            self.send_error(414)
+            self.close_connection = True
+            return
+        if not self.parse_request():  # an error was sent (and the connection marked closing)
+            return
+        environ = self.get_environ()
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        body = self.rfile
+        if 0 < length <= MAX_BODY:
+            body = io.BytesIO(self.rfile.read(length))
+        elif length:  # refused by the app unread: nothing after it can be found again
+            self.close_connection = True
+        handler = ServerHandler(body, self.wfile, self.get_stderr(), environ, multithread=False)
+        handler.http_version = "1.1" if self.request_version == "HTTP/1.1" else "1.0"
+        handler.request_handler = self  # backpointer for logging
+        handler.run(self.server.get_app())
+        self.wfile.flush()
+
     def log_message(self, format, *args):  # access log through logging, not raw stderr
         logger.info("%s %s", self.address_string(), format % args)
 
@@ -35,6 +93,20 @@ class GatewayServer(ThreadingMixIn, WSGIServer):
     app: GatewayApp
     _cleanup: str | None = None
 
+    def __init__(self, *args, **kwargs):
+        self._open: set = set()  # the connections being served, closed by stop()
+        self._open_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request_thread(self, request, client_address):
+        with self._open_lock:
+            self._open.add(request)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._open_lock:
+                self._open.discard(request)
+
     @property
     def base_url(self) -> str:
         host, port = self.server_address[:2]
@@ -44,6 +116,12 @@ class GatewayServer(ThreadingMixIn, WSGIServer):
         """Stop serving, wait for background webhooks to give up, close the database."""
         self.shutdown()
         self.server_close()
+        with self._open_lock:  # kept-alive connections end with the server, not when idle
+            for request in self._open:
+                try:
+                    request.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
         self.app.close()
         if self._cleanup:
             shutil.rmtree(self._cleanup, ignore_errors=True)

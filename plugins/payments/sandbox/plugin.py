@@ -7,7 +7,10 @@ import hashlib
 import hmac
 import http.client
 import json
+import os
 import re
+import select
+import threading
 import time
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -35,26 +38,76 @@ TOLERANCE_SECONDS = 300
 TIMEOUT = (3.05, 10)  # (connect, read) seconds: a buyer is waiting
 
 
-def _http_call(method: str, url: str, *, form: dict | None, headers: dict[str, str]) -> tuple[int, bytes]:
-    """One request to the gateway by ``http.client``: ``requests`` costs ~1 ms more CPU
-    per call, paid on every checkout (docs/decisions/0040). No redirects are followed."""
+#: per thread and process: (scheme, host, port) -> an open connection to that gateway,
+#: kept between calls (a new TCP connection per checkout cost both sides CPU; against a
+#: TLS gateway it would cost a handshake per payment)
+_kept = threading.local()
+
+
+def _kept_connections() -> dict:
+    if getattr(_kept, "pid", None) != os.getpid():  # a forked child must not share its parent's sockets
+        _kept.pid, _kept.connections = os.getpid(), {}
+    return _kept.connections
+
+
+def _closed_by_peer(connection) -> bool:
+    """An idle kept connection that is readable has been closed by the other side (or
+    sent something unasked): either way it cannot carry the next request."""
+    sock = connection.sock
+    if sock is None:
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+def _http_call(method: str, url: str, *, form: dict | None, headers: dict[str, str],
+               retry_safe: bool = True) -> tuple[int, bytes]:
+    """One request to the gateway by ``http.client`` on a kept connection: ``requests``
+    costs ~1 ms more CPU per call, paid on every checkout (docs/decisions/0040). No
+    redirects are followed. A kept connection the gateway dropped in the meantime is
+    replaced and the request sent once more on a new one, only when ``retry_safe`` (a
+    read, or a write with an Idempotency-Key: the gateway does it at most once)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {url!r}")
-    connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    connection = connection_class(parts.hostname, parts.port, timeout=TIMEOUT[0])
     body = urlencode(form).encode() if form is not None else None
     if body is not None:
         headers = {**headers, "Content-Type": "application/x-www-form-urlencoded"}
-    try:
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    kept = _kept_connections()
+    where = (parts.scheme, parts.hostname, parts.port)
+    connection = kept.pop(where, None)
+    if connection is not None and _closed_by_peer(connection):
+        connection.close()
+        connection = None
+    reused = connection is not None
+    if connection is None:
+        connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        connection = connection_class(parts.hostname, parts.port, timeout=TIMEOUT[0])
         connection.connect()
         connection.sock.settimeout(TIMEOUT[1])
-        connection.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), body=body,
-                           headers=headers)
+    try:
+        connection.request(method, target, body=body, headers=headers)
         response = connection.getresponse()
-        return response.status, response.read()
-    finally:
+        answer = response.read()
+    except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
         connection.close()
+        if reused and retry_safe:  # it went away between our calls: once more, on a new connection
+            return _http_call(method, url, form=form, headers=headers, retry_safe=False)
+        raise
+    except BaseException:
+        connection.close()
+        raise
+    if response.will_close:
+        connection.close()
+    else:
+        kept[where] = connection
+    return response.status, answer
+
+
 # derivation shared with the gateway (sandbox_gateway/signing.py); a client keeps its own copy
 _WEBHOOK_SECRET_LABEL = b"kameng-sandbox-webhook-secret-v1"
 _EVENT_ID_RE = re.compile(r"^evt_[A-Za-z0-9]{1,100}$")
@@ -203,7 +256,8 @@ class SandboxPaymentPlugin(PaymentPlugin):
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
         try:
-            status, raw = _http_call(method, f"{self.gateway_url}{path}", form=data, headers=headers)
+            status, raw = _http_call(method, f"{self.gateway_url}{path}", form=data, headers=headers,
+                                     retry_safe=method == "GET" or bool(idempotency_key))
         except TimeoutError:
             raise PaymentError("The sandbox gateway did not answer in time. Try again in a moment.",
                                retryable=True) from None

@@ -1,0 +1,162 @@
+"""A shop keeps its connection to the sandbox gateway between calls, and the gateway
+serves one request after another on it; a connection the gateway dropped in between is
+replaced without the buyer noticing, and a write is sent again only when the gateway
+would do it at most once (an Idempotency-Key)."""
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+import time
+
+import pytest
+
+from plugins.payments.sandbox import plugin as sandbox
+from sandbox_gateway import serve_in_thread
+
+AUTH = {"Authorization": "Bearer sk_sandbox_" + "a" * 24}
+
+
+@pytest.fixture
+def fresh_connections():
+    sandbox._kept.__dict__.clear()
+    yield
+    for connection in sandbox._kept_connections().values():
+        connection.close()
+    sandbox._kept.__dict__.clear()
+
+
+@pytest.fixture
+def counted_gateway(monkeypatch):
+    """A real gateway that counts the connections it accepted."""
+    from sandbox_gateway.server import GatewayServer
+
+    accepted = []
+    original = GatewayServer.process_request_thread
+
+    def counting(self, request, client_address):
+        accepted.append(client_address)
+        return original(self, request, client_address)
+
+    monkeypatch.setattr(GatewayServer, "process_request_thread", counting)
+    server, base = serve_in_thread()
+    yield server, base, accepted
+    server.stop()
+
+
+def test_the_gateway_answers_several_requests_on_one_connection_and_ends_it_on_stop():
+    server, base = serve_in_thread()
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=5)
+    answers = []
+    for body in (None, b"amount=100", None):  # a GET, a POST with a body (refused, read whole), a GET
+        connection.request("POST" if body else "GET", "/v1/payments" if body else "/v1/payments/pay_x",
+                           body=body, headers={**AUTH, "Content-Type": "application/x-www-form-urlencoded"})
+        response = connection.getresponse()
+        answers.append((response.status, response.read(), response.will_close))
+    first_socket = connection.sock
+    assert [(status, will_close) for status, _, will_close in answers] == [(404, False), (400, False),
+                                                                          (404, False)]
+    assert b"No payment pay_x" in answers[2][1]
+    assert connection.sock is first_socket  # the same connection all along
+    server.stop()
+    first_socket.settimeout(2)
+    assert first_socket.recv(1) == b""  # the server ended it: it does not linger until idle
+
+
+def test_an_http_1_0_client_or_connection_close_gets_one_answer_and_a_closed_connection():
+    server, base = serve_in_thread()
+    try:
+        for request in (b"GET /v1/payments/pay_x HTTP/1.0\r\nAuthorization: " + AUTH["Authorization"].encode()
+                        + b"\r\n\r\n",
+                        b"GET /v1/payments/pay_x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"):
+            with socket.create_connection(server.server_address, timeout=5) as raw:
+                raw.sendall(request)
+                received = b""
+                while chunk := raw.recv(65536):
+                    received += chunk
+                assert received.count(b"HTTP/1.") == 1 and b"Content-Length:" in received
+    finally:
+        server.stop()
+
+
+def test_calls_share_one_connection_and_survive_a_gateway_restart(counted_gateway, fresh_connections):
+    server, base, accepted = counted_gateway
+    for _ in range(3):
+        status, body = sandbox._http_call("GET", f"{base}/v1/payments/pay_x", form=None, headers=AUTH)
+        assert status == 404 and b"pay_x" in body
+    assert len(accepted) == 1
+    # the gateway goes away and comes back on the same port: the dropped connection is noticed
+    port = server.server_address[1]
+    server.stop()
+    time.sleep(0.1)
+    again, _ = serve_in_thread(port=port)
+    try:
+        status, _ = sandbox._http_call("GET", f"{base}/v1/payments/pay_x", form=None, headers=AUTH)
+        assert status == 404 and len(accepted) == 2
+    finally:
+        again.stop()
+
+
+@pytest.fixture
+def hangs_up_once():
+    """A gateway that answers the first request, keeps the connection, then hangs up on
+    the next request it reads there without answering; later connections are answered."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen = {"connections": 0, "requests": []}
+
+    def answer_on(conn, first_connection):
+        with conn:
+            buffer = b""
+            served = 0
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buffer += chunk
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length")), 0)
+                while len(buffer) < length:
+                    buffer += conn.recv(65536)
+                buffer = buffer[length:]
+                seen["requests"].append(head.split(b"\r\n")[0])
+                if first_connection and served == 1:
+                    return  # hang up with the request unanswered
+                conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}')
+                served += 1
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            seen["connections"] += 1
+            threading.Thread(target=answer_on, args=(conn, seen["connections"] == 1), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    seen["url"] = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    yield seen
+    listener.close()
+
+
+def test_a_request_the_gateway_hung_up_on_is_sent_again_only_when_safe(hangs_up_once, fresh_connections):
+    url = hangs_up_once["url"]
+    assert sandbox._http_call("POST", f"{url}/v1/payments", form={"a": "1"}, headers={})[0] == 200
+    # the kept connection is dropped with this request unanswered; it has a key: sent again
+    status, _ = sandbox._http_call("POST", f"{url}/v1/payments", form={"a": "2"}, headers={}, retry_safe=True)
+    assert status == 200
+    assert hangs_up_once["requests"] == [b"POST /v1/payments HTTP/1.1"] * 3
+    assert hangs_up_once["connections"] == 2
+
+
+def test_a_write_without_a_key_is_not_sent_twice(hangs_up_once, fresh_connections):
+    url = hangs_up_once["url"]
+    assert sandbox._http_call("POST", f"{url}/v1/payments", form={"a": "1"}, headers={})[0] == 200
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)):
+        sandbox._http_call("POST", f"{url}/v1/payments", form={"a": "2"}, headers={}, retry_safe=False)
+    assert len(hangs_up_once["requests"]) == 2 and hangs_up_once["connections"] == 1
+    # the next call opens a new connection
+    assert sandbox._http_call("GET", f"{url}/v1/payments/x", form=None, headers={})[0] == 200
+    assert hangs_up_once["connections"] == 2
