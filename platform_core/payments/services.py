@@ -7,7 +7,7 @@ import logging
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from platform_core.db.rows import batched_writes, insert_row, select_joined, update_row
+from platform_core.db.rows import batched_writes, insert_row, insert_row_alongside, select_joined, update_row
 from platform_core.orders.models import Order
 from platform_core.payments.models import Payment, PaymentMethodFee, Refund, WebhookEvent
 from platform_core.payments.selectors import fee_quote, payment_plugin_class
@@ -183,12 +183,14 @@ def record_event(*, provider: str, event: GatewayEvent, account: str = MAIN_ACCO
         return "ignored"
     try:
         with transaction.atomic(), batched_writes():
-            if lock_timeout:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT set_config('lock_timeout', %s, true)", [lock_timeout])
             inbox = WebhookEvent(provider=provider, account=account, event_id=event.event_id, kind=event.kind,
                                  payload=event.raw)
-            if not insert_row(inbox, ignore_conflicts=True):
+            if lock_timeout:  # set by the inbox row's statement, read first: it bounds that row's wait too
+                written, _ = insert_row_alongside(inbox, "SELECT set_config('lock_timeout', %s, true)",
+                                                  [lock_timeout], ignore_conflicts=True)
+            else:
+                written = insert_row(inbox, ignore_conflicts=True)
+            if not written:
                 return "duplicate"  # a replay, or a parallel delivery that won (it waited for that one)
             result, payment = _apply(provider, account, event)
             inbox.result, inbox.payment = result, payment

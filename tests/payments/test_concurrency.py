@@ -87,7 +87,9 @@ def test_one_webhook_delivered_100_times_in_parallel_delivers_once(race_shop, ga
         assert (sku.available_count, sku.reserved_count, sku.sold_count) == (2, 0, 3)
 
 
-def test_a_lock_wait_that_runs_out_answers_503_and_the_retry_succeeds(race_shop, gateway, api_key, monkeypatch):
+@pytest.mark.parametrize("held", ["payment row", "same event's inbox row"])
+def test_a_lock_wait_that_runs_out_answers_503_and_the_retry_succeeds(race_shop, gateway, api_key, monkeypatch,
+                                                                      held):
     order, payment, sku, body = paid_at_gateway_without_webhook(race_shop, gateway, api_key, quantity=1)
     monkeypatch.setattr(payment_views, "LOCK_TIMEOUT", "300ms")
     holding, release = threading.Event(), threading.Event()
@@ -95,9 +97,14 @@ def test_a_lock_wait_that_runs_out_answers_503_and_the_retry_succeeds(race_shop,
     def hold_the_payment_row():
         try:
             with tenant_context(race_shop), transaction.atomic():
-                Payment.objects.select_for_update().get(pk=payment.pk)
+                if held == "payment row":
+                    Payment.objects.select_for_update().get(pk=payment.pk)
+                else:  # another delivery of the same event, not committed yet: the insert waits for it
+                    WebhookEvent.objects.create(provider="sandbox", account="main", event_id=json.loads(body)["id"],
+                                                kind="payment.succeeded", payload={})
                 holding.set()
                 release.wait(30)
+                transaction.set_rollback(True)
         finally:
             connections.close_all()
 

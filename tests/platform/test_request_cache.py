@@ -122,3 +122,12 @@ def test_a_host_reads_its_route_and_its_shops_keys_in_one_round_trip_and_follows
     assert request_for("shop.example.org", bravo) == (["bravo rows"], ["MGET", "MGET"])  # the domain moved
     assert request_for("shop.example.org", bravo) == (["bravo rows"], ["MGET"])
     connection.set_schema_to_public()
+
+
+def test_any_key_redis_can_hold_is_stored_without_memcached_warnings(recwarn):
+    long_key = "route:" + "shop-" * 60 + " with spaces and 中文"  # > 250 characters, spaces: fine in Redis
+    cache.set(long_key, "stored")
+    assert cache.get(long_key) == "stored"
+    cache.delete(long_key)
+    assert cache.get(long_key) is None
+    assert not [w for w in recwarn.list if w.category.__name__ == "CacheKeyWarning"]
