@@ -13,7 +13,8 @@ from api.serializers_commerce import PaymentStartInput, PaymentStartOutput
 from platform_core.orders.models import Order
 from platform_core.payments import selectors as payment_selectors
 from platform_core.payments.models import Payment, PaymentMethodFee
-from platform_core.payments.services import FeeError, UnknownProvider, payment_method_fee_set, payment_start
+from platform_core.payments.services import (FeeError, PreparedPayment, UnknownProvider, payment_method_fee_set,
+                                             payment_prepare, payment_start)
 from plugins.payment import PaymentError, PaymentPlugin
 from tenants.services import shop_url
 
@@ -42,16 +43,35 @@ class OrderPaymentStartApi(APIView):
         return Response(body, status=code)
 
 
-def api_payment_start(request, order: Order, provider: str, return_url: str | None) -> tuple[dict, int, Payment | None]:
+def payment_prepared_with_order(provider: str, prepared: dict):
+    """For placing an order with ``payment``: a ``within_transaction`` for order_place
+    that writes the order's pending payment in the order's own transaction (no second
+    transaction, no second lock of the new order), into ``prepared`` (order id ->
+    PreparedPayment). A method that cannot take the order writes nothing: the order
+    stands, and starting the payment afterwards gives the answer with the reason."""
+
+    def prepare(order: Order) -> None:
+        if order.status != Order.Status.PENDING_PAYMENT:  # free, delivered at once
+            return
+        try:
+            prepared[order.pk] = payment_prepare(order=order, provider_slug=provider, placed_now=True)
+        except (UnknownProvider, PaymentError):
+            pass  # raised before anything was written; payment_start says why
+
+    return prepare
+
+
+def api_payment_start(request, order: Order, provider: str, return_url: str | None, *,
+                      prepared: PreparedPayment | None = None) -> tuple[dict, int, Payment | None]:
     """Start paying ``order`` with ``provider``: the answer's body and status, for this
     endpoint and for placing an order with ``payment`` in one request, and the payment
-    (None when it could not start)."""
+    (None when it could not start). ``prepared``: its payment written already."""
     shop = request.tenant
     return_url = return_url or shop_url(shop, f"/order/{order.number}/?t={order.access_token}")
     notify_url = shop_url(shop, f"/hooks/payments/{provider}/")
     try:
         payment, action = payment_start(order=order, provider_slug=provider, return_url=return_url,
-                                        notify_url=notify_url)
+                                        notify_url=notify_url, prepared=prepared)
     except UnknownProvider as exc:
         return {"detail": str(exc), "field": "provider", "code": "unknown_provider"}, 400, None
     except PaymentError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -168,12 +169,15 @@ def _has_loop_key(sku: SKU) -> bool:
 
 def order_place(*, lines: list[LineRequest], contact: str, query_password: str = "", customer=None,
                 ip: str | None = None, idempotency_key: str | None = None, language: str = "zh-hans",
-                actor: str = "") -> Order:
+                actor: str = "", within_transaction: Callable[[Order], None] | None = None) -> Order:
     """Validate everything, reserve stock for the reservation window, create the order.
 
     ``idempotency_key`` returns the order made earlier with the same key; callers must
     namespace keys per channel and check the returned order belongs to the same buyer
-    (the API and the storefront do)."""
+    (the API and the storefront do). ``within_transaction(order)`` runs once the stock
+    is reserved, before the order commits: what it writes commits or rolls back with the
+    order (the API writes the order's payment there). It is not called for an order the
+    idempotency key found."""
     if idempotency_key:
         existing = Order.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
@@ -258,6 +262,8 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
                                      code="out_of_stock", status=409)
         if order.total == 0:  # free items need no payment: deliver at once
             order_mark_paid(order=order, payment=None, actor="system")
+        if within_transaction is not None:
+            within_transaction(order)
     # what the new order holds, so a caller can show it without reading it back
     order.placed_lines, order.placed_events = placed_lines, [created]
     return order

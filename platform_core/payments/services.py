@@ -3,11 +3,13 @@ idempotently, refund. Providers talk to gateways; this module persists, under lo
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from platform_core.db.rows import batched_writes, insert_row, insert_row_alongside, select_joined, update_row
+from platform_core.db.rows import (batched_writes, insert_row, insert_row_alongside, select_joined, select_row,
+                                   update_row)
 from platform_core.orders.models import Order
 from platform_core.payments.models import Payment, PaymentMethodFee, Refund, WebhookEvent
 from platform_core.payments.selectors import fee_quote, payment_plugin_class
@@ -90,37 +92,63 @@ def _fails_over(exc: PaymentError) -> bool:
     return exc.retryable or isinstance(exc, PaymentMisconfigured)
 
 
-def payment_start(*, order: Order, provider_slug: str, return_url: str, notify_url: str) -> tuple[Payment, PaymentAction]:
+@dataclass
+class PreparedPayment:
+    """A pending payment written, not yet sent to its gateway (:func:`payment_prepare`)."""
+
+    provider: PaymentPlugin
+    candidates: list[PaymentPlugin]  # the merchant accounts to try, in order
+    payment: Payment
+
+
+def payment_prepare(*, order: Order, provider_slug: str, placed_now: bool = False) -> PreparedPayment:
+    """Inside a transaction: check ``provider_slug`` can take ``order`` and write its
+    pending payment. ``placed_now``: the order was placed in this same transaction
+    (order_place's ``within_transaction``), so nobody else can see it yet: it needs no
+    lock and no re-reading, and the payment commits or rolls back with it."""
+    provider = provider_for(provider_slug, order)
+    candidates = provider.accounts_to_try()
+    if not candidates:
+        raise PaymentMisconfigured(f"{provider.name} has no enabled merchant account; enable one in the shop console.")
+    if placed_now:
+        locked = order
+        rule = select_row(PaymentMethodFee, "provider = %s", [provider.slug], suffix="ORDER BY id LIMIT 1")
+    else:
+        # the order locked, and the shop's fee rule for the method read with it
+        locked, rule = select_joined((Order, PaymentMethodFee),
+                                     "LEFT JOIN payments_paymentmethodfee t1 ON t1.provider = %s", "t0.id = %s",
+                                     [provider.slug, order.pk], suffix="ORDER BY t1.id LIMIT 1 FOR UPDATE OF t0") \
+            or (None, None)
+    if locked is None:
+        raise PaymentError("This order does not exist any more.")
+    if locked.status != Order.Status.PENDING_PAYMENT:
+        raise PaymentError("This order is not waiting for payment any more.")
+    if locked.reserved_until and locked.reserved_until < timezone.now():
+        raise PaymentError("The reservation of this order ran out; place the order again.")
+    # the fee is the shop's rule of this moment, never the buyer's say (decision 0025)
+    quote = fee_quote(provider=provider, order_total=locked.total, rules={provider.slug: rule} if rule else {})
+    payment = Payment(order=locked, provider=provider.slug, account=candidates[0].account_key,
+                      amount=quote.amount, currency=locked.currency, fee=quote.fee,
+                      fee_paid_by_buyer=quote.passed_to_buyer)
+    insert_row(payment)
+    return PreparedPayment(provider, candidates, payment)
+
+
+def payment_start(*, order: Order, provider_slug: str, return_url: str, notify_url: str,
+                  prepared: PreparedPayment | None = None) -> tuple[Payment, PaymentAction]:
     """Create a pending payment and ask the provider how the buyer pays. Instant
-    providers (wallet) complete it right here.
+    providers (wallet) complete it right here. ``prepared``: the payment
+    :func:`payment_prepare` wrote (and committed) already.
 
     A provider with several merchant accounts tries them in priority order and moves on
     to the next one when a gateway is down or refuses an account's credentials; the
     payment records the account that took it. When no account takes it, the payment is
     marked failed (its ``data["attempts"]`` says which accounts were tried and why) and
     the error is raised: the last one's, retryable if any gateway was only down."""
-    provider = provider_for(provider_slug, order)
-    candidates = provider.accounts_to_try()
-    if not candidates:
-        raise PaymentMisconfigured(f"{provider.name} has no enabled merchant account; enable one in the shop console.")
-    with transaction.atomic():
-        # the order locked, and the shop's fee rule for the method read with it
-        locked, rule = select_joined((Order, PaymentMethodFee),
-                                     "LEFT JOIN payments_paymentmethodfee t1 ON t1.provider = %s", "t0.id = %s",
-                                     [provider.slug, order.pk], suffix="ORDER BY t1.id LIMIT 1 FOR UPDATE OF t0") \
-            or (None, None)
-        if locked is None:
-            raise PaymentError("This order does not exist any more.")
-        if locked.status != Order.Status.PENDING_PAYMENT:
-            raise PaymentError("This order is not waiting for payment any more.")
-        if locked.reserved_until and locked.reserved_until < timezone.now():
-            raise PaymentError("The reservation of this order ran out; place the order again.")
-        # the fee is the shop's rule of this moment, never the buyer's say (decision 0025)
-        quote = fee_quote(provider=provider, order_total=locked.total, rules={provider.slug: rule} if rule else {})
-        payment = Payment(order=locked, provider=provider.slug, account=candidates[0].account_key,
-                          amount=quote.amount, currency=locked.currency, fee=quote.fee,
-                          fee_paid_by_buyer=quote.passed_to_buyer)
-        insert_row(payment)
+    if prepared is None:
+        with transaction.atomic():
+            prepared = payment_prepare(order=order, provider_slug=provider_slug)
+    provider, candidates, payment = prepared.provider, prepared.candidates, prepared.payment
     attempts: list[dict] = []
     for number, bound in enumerate(candidates, start=1):
         if payment.account != bound.account_key:

@@ -116,3 +116,49 @@ def test_an_order_placed_without_payment_is_answered_as_it_reads_back(alpha, ali
     assert body["total_minor"] == 1400 and [e["kind"] for e in body["events"]] == ["order.created"]
     assert body["lines"][0]["quantity"] == 2 and body["payments"] == [] and body["ticket_ids"] == []
     assert body == client.get(f"/api/v1/orders/{body['number']}/").json()
+
+
+def test_an_order_placed_with_payment_writes_both_in_one_transaction(alpha, alice):
+    """The payment is written in the order's own transaction, with the shop's fee rule
+    of that moment; an order refused for stock leaves no payment behind; a free order is
+    delivered and needs none."""
+    from sandbox_gateway import serve_in_thread
+
+    from platform_core.orders.models import Order
+    from platform_core.payments.services import payment_method_fee_set
+
+    server, base_url = serve_in_thread()
+    try:
+        with tenant_context(alpha):
+            sku = make_product(keys=1, price=1000)
+            free = make_product(name="Free sample", keys=1, price=0)
+            plugin_configure(shop=alpha, slug="sandbox", enable=True,
+                             data={"gateway_url": base_url, "api_key": "sk_sandbox_" + "c" * 24})
+            payment_method_fee_set(provider_slug="sandbox", fixed=30, basis_points=100, passed_to_buyer=True)
+        client = Client(HTTP_HOST="alpha.kameng.test",
+                        HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice).key}")
+
+        def place(sku_id, contact, quantity=1):
+            return client.post("/api/v1/orders/", {
+                "lines": [{"sku_id": sku_id, "quantity": quantity}], "contact": contact, "query_password": "1234",
+                "payment": {"provider": "sandbox"}}, content_type="application/json")
+
+        placed = place(sku.pk, "fee@example.com")
+        assert placed.status_code == 201, placed.content
+        payment = placed.json()["payment"]
+        assert (payment["order_total"], payment["fee"], payment["amount"]) == (1000, 40, 1040)
+        assert payment["fee_passed_to_buyer"] is True and payment["url"].startswith(f"{base_url}/pay/")
+
+        sold_out = place(sku.pk, "late@example.com")
+        assert sold_out.status_code == 409
+        with tenant_context(alpha):
+            assert Payment.objects.count() == 1 and not Order.objects.filter(contact="late@example.com").exists()
+
+        gift = place(free.pk, "gift@example.com")
+        assert gift.status_code == 201, gift.content
+        assert gift.json()["status"] == "delivered" and gift.json()["payment"] is None
+        assert gift.json()["payment_error"]["status"] == 400  # nothing to pay: no method takes it
+        with tenant_context(alpha):
+            assert not Payment.objects.filter(order__contact="gift@example.com").exists()
+    finally:
+        server.stop()
