@@ -200,15 +200,51 @@ def update_row(instance, fields: list[str] | tuple[str, ...]) -> None:
     _hold_or_execute(sql, [*params, instance.pk], instance._meta.db_table, instance.pk)
 
 
+class _RowsInHand:
+    """Stands in a prefetch cache for a relation's rows in hand: ``all()``, iterating,
+    ``len``, ``count()`` and ``exists()`` answer from them; any other queryset method
+    (``filter``, ``order_by``, …) goes to the relation's own queryset and queries."""
+
+    def __init__(self, rows: list, related_queryset):
+        self._rows, self._related_queryset = rows, related_queryset
+
+    def all(self):
+        return self
+
+    def __iter__(self):
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __bool__(self) -> bool:
+        return bool(self._rows)
+
+    def __getitem__(self, index):
+        return self._rows[index]
+
+    def count(self) -> int:
+        return len(self._rows)
+
+    def exists(self) -> bool:
+        return bool(self._rows)
+
+    def __getattr__(self, name):
+        return getattr(self._related_queryset(), name)
+
+
 def remember_related(instance, **related: list) -> None:
     """Let ``instance.<name>.all()`` answer from rows in hand, as after
     ``prefetch_related(name)``: a view can render an object it has just written without
-    reading it back. ``filter()`` and friends still query."""
+    reading it back. ``filter()`` and friends still query. The relation's own queryset
+    is built only then: building it (its filter) for every answer cost ~3 % of a
+    checkout's CPU."""
     cache = instance.__dict__.setdefault("_prefetched_objects_cache", {})
     for name, rows in related.items():
-        queryset = getattr(instance, name).get_queryset()
-        queryset._result_cache, queryset._prefetch_done = list(rows), True
-        cache[name] = queryset
+        manager = getattr(instance, name)
+        # the manager's queryset without the cache entry this sets (it would answer itself)
+        cache[name] = _RowsInHand(list(rows), lambda manager=manager: manager._apply_rel_filters(
+            manager.model._default_manager.get_queryset()))
 
 
 @lru_cache(maxsize=None)

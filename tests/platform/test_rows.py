@@ -92,15 +92,25 @@ def test_select_rows_filters_orders_and_finds_nothing_cleanly(shop):
     assert select_row(WebhookEvent, "id = %s", [inbox.pk]).payload == {"a": 1}
 
 
-def test_remembered_rows_answer_all_but_filters_still_query(shop):
+def test_remembered_rows_answer_all_but_filters_still_query(shop, monkeypatch):
     order = _order("R7")
     insert_row(order)
     stored = OrderEvent(order=order, kind="order.created")
     insert_row(stored)
     shown = Order.objects.get(pk=order.pk)
+    other = _order("R8")
+    insert_row(other)
+    insert_row(OrderEvent(order=other, kind="order.created"))  # another order's: never in this one's
     remember_related(shown, events=[OrderEvent(order=shown, kind="in hand")])
+    statements = StatementCounter(monkeypatch)
     assert [e.kind for e in shown.events.all()] == ["in hand"]
+    assert (len(shown.events.all()), shown.events.count(), shown.events.exists()) == (1, 1, True)
+    assert shown.events.all()[0].kind == "in hand"
+    assert statements.sent == []
     assert [e.kind for e in shown.events.filter(kind="order.created")] == ["order.created"]
+    assert [e.order_id for e in shown.events.order_by("id")] == [order.pk]
+    remember_related(shown, events=[])
+    assert not shown.events.all() and shown.events.count() == 0
 
 
 # --- held writes (batched_writes) ----------------------------------------------------
