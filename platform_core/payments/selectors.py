@@ -2,11 +2,45 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
+from django.core.cache import cache
+
+from platform_core.cache import read_on_every_shop_request
 from platform_core.db.rows import select_row
 from platform_core.payments.fees import FeeQuote, fee_for_amount
 from platform_core.payments.models import PaymentMethodFee
 from plugins.payment import PaymentPlugin
+
+
+#: the shop's fee rules, read by every payment start: cached per shop (the cache key
+#: function prefixes the schema) and fetched with the other per-request keys
+FEE_RULES_CACHE_KEY = "payments:fee-rules:v1"
+FEE_RULES_CACHE_SECONDS = 300
+read_on_every_shop_request(lambda shop: FEE_RULES_CACHE_KEY)
+
+
+class FeeRule(NamedTuple):
+    """A fee rule as cached: what :func:`fee_quote` reads of a PaymentMethodFee."""
+
+    fixed: int
+    basis_points: int
+    passed_to_buyer: bool
+
+
+def payment_fee_rules() -> dict[str, FeeRule]:
+    """The current shop's fee rule per payment method (from the cache; every change of a
+    rule forgets it, see payment_method_fee_set)."""
+    rules = cache.get(FEE_RULES_CACHE_KEY)
+    if rules is None:
+        rules = {rule.provider: FeeRule(rule.fixed, rule.basis_points, rule.passed_to_buyer)
+                 for rule in PaymentMethodFee.objects.order_by("-id")}  # the first row per method wins
+        cache.set(FEE_RULES_CACHE_KEY, rules, FEE_RULES_CACHE_SECONDS)
+    return rules
+
+
+def forget_fee_rules() -> None:
+    cache.delete(FEE_RULES_CACHE_KEY)
 
 
 def payment_plugin_class(slug: str) -> type[PaymentPlugin] | None:
@@ -26,7 +60,7 @@ def payment_method_fee_get(provider_slug: str) -> PaymentMethodFee | None:
 
 
 def fee_quote(*, provider: type[PaymentPlugin] | PaymentPlugin, order_total: int,
-              rules: dict[str, PaymentMethodFee] | None = None) -> FeeQuote:
+              rules: dict[str, PaymentMethodFee | FeeRule] | None = None) -> FeeQuote:
     """The fee of paying ``order_total`` with ``provider`` under the shop's current rule.
     ``rules`` (slug -> rule) saves a query per method when quoting several."""
     rule = rules.get(provider.slug) if rules is not None else payment_method_fee_get(provider.slug)

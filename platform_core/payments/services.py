@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from platform_core.db.rows import (batched_writes, insert_row, insert_row_alongside, select_joined, select_row,
-                                   update_row)
+from platform_core.db.rows import batched_writes, insert_row, insert_row_alongside, select_joined, update_row
 from platform_core.orders.models import Order
 from platform_core.payments.models import Payment, PaymentMethodFee, Refund, WebhookEvent
-from platform_core.payments.selectors import fee_quote, payment_plugin_class
+from platform_core.payments.selectors import fee_quote, forget_fee_rules, payment_fee_rules, payment_plugin_class
 from plugins.hooks import enabled_plugins
 from plugins.base import MAIN_ACCOUNT
 from plugins.payment import (
@@ -112,7 +111,7 @@ def payment_prepare(*, order: Order, provider_slug: str, placed_now: bool = Fals
         raise PaymentMisconfigured(f"{provider.name} has no enabled merchant account; enable one in the shop console.")
     if placed_now:
         locked = order
-        rule = select_row(PaymentMethodFee, "provider = %s", [provider.slug], suffix="ORDER BY id LIMIT 1")
+        rule = payment_fee_rules().get(provider.slug)
     else:
         # the order locked, and the shop's fee rule for the method read with it
         locked, rule = select_joined((Order, PaymentMethodFee),
@@ -397,6 +396,10 @@ def payment_method_fee_set(*, provider_slug: str, fixed: int, basis_points: int,
         rule.fixed, rule.basis_points, rule.passed_to_buyer = fixed, basis_points, passed_to_buyer
         rule.updated_at, rule.updated_by = timezone.now(), actor_name
         rule.save()
+        # now: this transaction reads its own rule; on commit: a reader that cached the old
+        # rule between this write and the commit does not keep it
+        forget_fee_rules()
+        transaction.on_commit(forget_fee_rules)
         audit_record(action="payment_fee.changed", actor=actor if hasattr(actor, "pk") else None, target=rule,
                      request=request, data={"provider": provider_slug, "before": before,
                                             "after": {"fixed": fixed, "basis_points": basis_points,

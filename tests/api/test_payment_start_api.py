@@ -8,7 +8,7 @@ from rest_framework.authtoken.models import Token
 from platform_core.orders.services import LineRequest, order_place
 from platform_core.payments.models import Payment
 from plugins.services import plugin_configure
-from tests.commerce_helpers import make_product
+from tests.commerce_helpers import add_keys, make_product
 
 
 def test_wallet_payment_cannot_start_for_a_guest_order_and_unknown_provider_is_refused(alpha, alice):
@@ -149,10 +149,17 @@ def test_an_order_placed_with_payment_writes_both_in_one_transaction(alpha, alic
         assert (payment["order_total"], payment["fee"], payment["amount"]) == (1000, 40, 1040)
         assert payment["fee_passed_to_buyer"] is True and payment["url"].startswith(f"{base_url}/pay/")
 
+        with tenant_context(alpha):  # a changed rule applies to the next payment at once (the cache forgets it)
+            add_keys(sku, ["SECOND-KEY"])
+            payment_method_fee_set(provider_slug="sandbox", fixed=0, basis_points=500, passed_to_buyer=True)
+        again = place(sku.pk, "fee2@example.com")
+        assert again.status_code == 201, again.content
+        assert (again.json()["payment"]["fee"], again.json()["payment"]["amount"]) == (50, 1050)
+
         sold_out = place(sku.pk, "late@example.com")
         assert sold_out.status_code == 409
         with tenant_context(alpha):
-            assert Payment.objects.count() == 1 and not Order.objects.filter(contact="late@example.com").exists()
+            assert Payment.objects.count() == 2 and not Order.objects.filter(contact="late@example.com").exists()
 
         gift = place(free.pk, "gift@example.com")
         assert gift.status_code == 201, gift.content
