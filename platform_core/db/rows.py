@@ -267,6 +267,50 @@ def _made_plainly(model) -> bool:
             and not signals.pre_init.has_listeners(model) and not signals.post_init.has_listeners(model))
 
 
+@lru_cache(maxsize=None)
+def _construction_plan(model) -> tuple | None:
+    """Per concrete field: (name, attname, related, default maker) for :func:`new_row`;
+    None when the model is not made plainly or has a relation to something other than a
+    primary key (Django's own ``__init__`` is used then)."""
+    if not _made_plainly(model):
+        return None
+    plan = []
+    for field in model._meta.concrete_fields:
+        if getattr(field, "generated", False):
+            return None
+        related = field.is_relation
+        if related and not field.target_field.primary_key:
+            return None
+        plan.append((field.name, field.attname, related, field.get_default))
+    return tuple(plan)
+
+
+def new_row(model, **values):
+    """``model(**values)`` for the rows a checkout writes, without ``__init__``'s general
+    path (positional arguments, properties, two signals): ~15 µs a row for a dozen rows a
+    paid order. A related object (``order=order``) is set with its key and cached on the
+    instance as the descriptor would; fields not given take their defaults. A model that
+    is not made plainly (see ``_made_plainly``) goes through ``__init__``."""
+    plan = _construction_plan(model)
+    if plan is None:
+        return model(**values)
+    instance = model.__new__(model)
+    state = instance._state = ModelState()
+    attributes = instance.__dict__
+    for name, attname, related, default in plan:
+        if related and name in values:
+            target = values.pop(name)
+            attributes[attname] = None if target is None else target.pk
+            state.fields_cache[name] = target
+        elif attname in values:
+            attributes[attname] = values.pop(attname)
+        else:
+            attributes[attname] = default()
+    if values:
+        raise TypeError(f"{model.__name__}() got unexpected keyword arguments: {', '.join(map(repr, values))}")
+    return instance
+
+
 def _loaded(model, names: list[str], converters: list, values: list):
     for index, steps in converters:
         for converter, column in steps:

@@ -20,8 +20,8 @@ from django.utils import timezone
 
 from billing.limits import limit_refusal
 from platform_core.audit.services import audit_record
-from platform_core.db.rows import (batched_writes, insert_row, insert_row_alongside, insert_rows, select_joined,
-                                   select_rows, update_row, with_held_writes)
+from platform_core.db.rows import (batched_writes, insert_row, insert_row_alongside, insert_rows, new_row,
+                                   select_joined, select_rows, update_row, with_held_writes)
 from platform_core.money import format_minor
 from platform_core.catalog.models import SKU, Product
 from platform_core.inventory.models import CardKey, DeliveredKey
@@ -227,7 +227,8 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
             subtotal += unit * quantity
         hashed_password = hash_query_password(query_password) if query_password else ""
         for attempt in range(3):
-            order = Order(
+            order = new_row(
+                Order,
                 number=_new_number(), customer=customer, contact=contact_value, contact_email=contact_email,
                 query_password=hashed_password, currency=getattr(connection.tenant, "currency", "CNY"),
                 subtotal=subtotal, total=subtotal, idempotency_key=idempotency_key or None,
@@ -246,8 +247,8 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
                     return existing
             if attempt == 2:  # not a number collision after all
                 raise IntegrityError(f"order {order.number} conflicts with an existing order")
-        placed_lines = [OrderLine(order=order, sku=sku, product_type=sku.product.type, title=str(sku),
-                                  quantity=quantity, unit_price=unit, total=unit * quantity, account=account)
+        placed_lines = [new_row(OrderLine, order=order, sku=sku, product_type=sku.product.type, title=str(sku),
+                                quantity=quantity, unit_price=unit, total=unit * quantity, account=account)
                         for sku, quantity, account, unit in priced]
         insert_rows(placed_lines)
         # held: it goes to the database with the first key claim
@@ -322,8 +323,8 @@ def wallet_topup_order(*, customer, amount: int, ip: str | None = None, language
 
 def _event(order: Order, from_status: str, to_status: str, kind: str, *, message: str = "", data=None,
            actor: str = "") -> OrderEvent:
-    event = OrderEvent(order=order, from_status=from_status, to_status=to_status, kind=kind, message=message,
-                       data=data or {}, actor=actor)
+    event = new_row(OrderEvent, order=order, from_status=from_status, to_status=to_status, kind=kind,
+                    message=message, data=data or {}, actor=actor)
     insert_row(event, returning=False)  # the history is read by order, never by the event's id
     return event
 
@@ -409,7 +410,7 @@ def _sell_line(line: OrderLine) -> tuple[int, bool]:
         low_stock = adjust_counts(line.sku_id, available=-len(fresh), sold=len(fresh)) or low_stock
     sold = from_reservation + fresh
     # after the count, which answers: held inside batched_writes, the keys go with the next write
-    insert_rows([DeliveredKey(order_line=line, card_key_id=key_id) for key_id in sold], returning=False)
+    insert_rows([new_row(DeliveredKey, order_line=line, card_key_id=key_id) for key_id in sold], returning=False)
     delivered = line.delivered_quantity + len(sold)
     if delivered < line.quantity:
         loop_key = CardKey.objects.filter(sku_id=line.sku_id, status=CardKey.Status.AVAILABLE, is_loop=True).first()
@@ -476,7 +477,7 @@ def _deliver(order: Order, lines: list[OrderLine] | None = None) -> None:
 def _email_after_commit(order_id: int, low_stock_sku_ids=()) -> None:
     """In the transaction that delivered: queue the e-mail with the keys in it (one
     more held row, no round trip of its own), wake the mailer once it commits."""
-    insert_row(PendingOrderEmail(order_id=order_id), returning=False)
+    insert_row(new_row(PendingOrderEmail, order_id=order_id), returning=False)
     low_stock = sorted(low_stock_sku_ids)
     # robust: the delivery stands if the broker is down; the beat's drain sends it then
     transaction.on_commit(lambda: _after_delivery(low_stock), robust=True)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from platform_core.db.rows import batched_writes, insert_row, insert_row_alongside, select_joined, update_row
+from platform_core.db.rows import (batched_writes, insert_row, insert_row_alongside, new_row, select_joined,
+                                   update_row)
 from platform_core.orders.models import Order
 from platform_core.payments.models import Payment, PaymentMethodFee, Refund, WebhookEvent
 from platform_core.payments.selectors import fee_quote, forget_fee_rules, payment_fee_rules, payment_plugin_class
@@ -126,7 +127,7 @@ def payment_prepare(*, order: Order, provider_slug: str, placed_now: bool = Fals
         raise PaymentError("The reservation of this order ran out; place the order again.")
     # the fee is the shop's rule of this moment, never the buyer's say (decision 0025)
     quote = fee_quote(provider=provider, order_total=locked.total, rules={provider.slug: rule} if rule else {})
-    payment = Payment(order=locked, provider=provider.slug, account=candidates[0].account_key,
+    payment = new_row(Payment, order=locked, provider=provider.slug, account=candidates[0].account_key,
                       amount=quote.amount, currency=locked.currency, fee=quote.fee,
                       fee_paid_by_buyer=quote.passed_to_buyer)
     insert_row(payment)
@@ -210,8 +211,8 @@ def record_event(*, provider: str, event: GatewayEvent, account: str = MAIN_ACCO
         return "ignored"
     try:
         with transaction.atomic(), batched_writes():
-            inbox = WebhookEvent(provider=provider, account=account, event_id=event.event_id, kind=event.kind,
-                                 payload=event.raw)
+            inbox = new_row(WebhookEvent, provider=provider, account=account, event_id=event.event_id,
+                            kind=event.kind, payload=event.raw)
             if lock_timeout:  # set by the inbox row's statement, read first: it bounds that row's wait too
                 written, _ = insert_row_alongside(inbox, "SELECT set_config('lock_timeout', %s, true)",
                                                   [lock_timeout], ignore_conflicts=True)

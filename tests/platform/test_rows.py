@@ -283,3 +283,42 @@ def test_a_read_row_is_the_instance_the_orm_would_make(shop):
         signals.post_init.disconnect(listener, sender=SKU)
         rows._made_plainly.cache_clear()
     assert made == [found] and found.product_id == product.pk
+
+
+def test_a_new_row_is_the_instance_the_model_would_make(shop):
+    from platform_core.catalog.models import SKU, Product
+    from platform_core.orders.models import OrderLine, PendingOrderEmail
+    from platform_core.payments.models import Payment
+
+    order = _order("N1")
+    insert_row(order)
+    product = Product.objects.create(name="Made")
+    sku = SKU.objects.create(product=product, name="x", price=100)
+    cases = [
+        (Order, {"number": "N2", "contact": "n@example.com", "subtotal": 5, "total": 5, "access_token": "t",
+                 "customer": None, "reserved_until": timezone.now()}),
+        (OrderLine, {"order": order, "sku": sku, "product_type": "card_key", "title": "x", "quantity": 1,
+                     "unit_price": 100, "total": 100}),
+        (OrderEvent, {"order": order, "kind": "order.created", "data": {"a": 1}}),
+        (Payment, {"order": order, "provider": "sandbox", "amount": 100, "currency": "CNY"}),
+        (PendingOrderEmail, {"order_id": order.pk}),
+    ]
+    for model, values in cases:
+        ours, theirs = rows.new_row(model, **values), model(**values)
+        fields = model._meta.concrete_fields
+        made = {f.attname: getattr(ours, f.attname) for f in fields}
+        expected = {f.attname: getattr(theirs, f.attname) for f in fields}
+        for name in ("created_at", "received_at", "queued_at"):  # timezone.now() defaults: made apart
+            if made.get(name) is not None and name not in values:
+                assert abs(made.pop(name) - expected.pop(name)) < timedelta(seconds=5)
+        assert made == expected, model
+        assert ours._state.adding and ours._state.db is None
+        for field in fields:
+            if field.is_relation and field.name in values:  # the related object in hand, as after model(...)
+                assert getattr(ours, field.name) is values[field.name]
+    line = rows.new_row(OrderLine, order=order, sku=sku, product_type="card_key", title="x", quantity=1,
+                        unit_price=100, total=100)
+    insert_rows([line])
+    assert OrderLine.objects.get(pk=line.pk).sku_id == sku.pk
+    with pytest.raises(TypeError, match="colour"):
+        rows.new_row(OrderEvent, order=order, colour="red")
