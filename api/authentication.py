@@ -10,7 +10,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 
-from platform_core.db.rows import select_joined
+from platform_core.db.rows import new_row, select_joined
 from tenants.models import Merchant, ShopMembership
 from tenants.services import remember_membership
 
@@ -35,5 +35,5 @@ class ApiTokenAuthentication(TokenAuthentication):
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
         if self.shop_id is not None:
             remember_membership(user, self.shop_id, found[1])
-        token = Token(key=key, user=user)  # request.auth: the key and its merchant (not its creation time)
+        token = new_row(Token, key=key, user=user)  # request.auth: the key and its merchant (not its creation time)
         return user, token

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from platform_core import crypto
 from platform_core.audit.services import audit_record
+from platform_core.db.rows import new_row
 from plugins.base import MAIN_ACCOUNT, secret_context
 from plugins.models import PluginAccount, PluginConfig
 from plugins.registry import get_plugin_class
@@ -30,7 +31,7 @@ _KEY_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 
 def _implicit_main(config: PluginConfig) -> PluginAccount:
     # a configuration nobody has split into accounts yet is its main account
-    return PluginAccount(config=config, key=MAIN_ACCOUNT, label=MAIN_LABEL, priority=0, enabled=True)
+    return new_row(PluginAccount, config=config, key=MAIN_ACCOUNT, label=MAIN_LABEL, priority=0, enabled=True)
 
 
 def plugin_accounts(*, config: PluginConfig | None) -> list[PluginAccount]:

@@ -18,6 +18,7 @@ from django.core.cache import cache
 from django.db import connection
 
 from platform_core.cache import read_on_every_shop_request, remembered_for_request
+from platform_core.db.rows import new_row
 from plugins.registry import installed_plugins
 
 logger = logging.getLogger(__name__)
@@ -82,8 +83,9 @@ def _enabled_plugins_of(shop) -> list:
             continue
         if plugin_class.unavailable_reason(shop):
             continue
-        config = PluginConfig(**{k: v for k, v in row.items() if k != "accounts"}, enabled=True)
-        config.cached_accounts = [PluginAccount(**account) for account in row["accounts"]]
+        # made on every request from the cached rows: the cheap way (platform_core.db.rows)
+        config = new_row(PluginConfig, **{k: v for k, v in row.items() if k != "accounts"}, enabled=True)
+        config.cached_accounts = [new_row(PluginAccount, **account) for account in row["accounts"]]
         plugins.append(plugin_class(shop, config))
     return plugins
 
