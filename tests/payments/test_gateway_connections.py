@@ -13,6 +13,7 @@ import pytest
 
 from plugins.payments.sandbox import plugin as sandbox
 from sandbox_gateway import serve_in_thread
+from tests.raw_http import accepted, read_request
 
 AUTH = {"Authorization": "Bearer sk_sandbox_" + "a" * 24}
 
@@ -106,20 +107,9 @@ def hangs_up_once():
 
     def answer_on(conn, first_connection):
         with conn:
-            buffer = b""
-            served = 0
-            while True:
-                while b"\r\n\r\n" not in buffer:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    buffer += chunk
-                head, _, buffer = buffer.partition(b"\r\n\r\n")
-                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length")), 0)
-                while len(buffer) < length:
-                    buffer += conn.recv(65536)
-                buffer = buffer[length:]
+            buffer, served = b"", 0
+            while (request := read_request(conn, buffer)) is not None:
+                head, _, buffer = request
                 seen["requests"].append(head.split(b"\r\n")[0])
                 if first_connection and served == 1:
                     return  # hang up with the request unanswered
@@ -127,11 +117,7 @@ def hangs_up_once():
                 served += 1
 
     def serve():
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
+        for conn in accepted(listener):
             seen["connections"] += 1
             threading.Thread(target=answer_on, args=(conn, seen["connections"] == 1), daemon=True).start()
 

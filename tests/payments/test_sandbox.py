@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from datetime import timedelta
 
@@ -30,6 +29,7 @@ from plugins.payments.sandbox.plugin import verify_signature
 from plugins.services import PluginError, plugin_configure, plugin_disable
 from sandbox_gateway import serve_in_thread, signature_header, webhook_secret_for
 from tests.conftest import host_of
+from tests.raw_http import accepted, read_request
 from tests.payments.conftest import (
     WEBHOOK_PATH,
     enable_sandbox,
@@ -203,19 +203,12 @@ def raw_gateway():
     state = {"answer": None, "requests": []}
 
     def serve():
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
+        for conn in accepted(listener):
             with conn:
-                received = conn.recv(65536)
-                while b"\r\n\r\n" not in received:
-                    received += conn.recv(65536)
-                head, _, body = received.partition(b"\r\n\r\n")
-                length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
-                while len(body) < length:
-                    body += conn.recv(65536)
+                request = read_request(conn)
+                if request is None:
+                    continue
+                head, body, _ = request
                 state["requests"].append(head + b"\r\n\r\n" + body)
                 if state["answer"] is None:
                     time.sleep(1.5)  # longer than the shortened read timeout

@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from tests.bench._shop import HttpWire, http_request
+from tests.raw_http import accepted, read_request
 
 ANSWERS = [
     b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n{\"ok\": true}",
@@ -25,29 +26,13 @@ def server():
 
     def serve():
         answers = iter(ANSWERS)
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
+        for conn in accepted(listener):
             connections.append(conn)
             with conn:
                 buffer = b""
-                while True:
-                    while b"\r\n\r\n" not in buffer:
-                        chunk = conn.recv(65536)
-                        if not chunk:
-                            break
-                        buffer += chunk
-                    if b"\r\n\r\n" not in buffer:
-                        break
-                    head, _, buffer = buffer.partition(b"\r\n\r\n")
-                    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                                      if line.lower().startswith(b"content-length")))
-                    while len(buffer) < length:
-                        buffer += conn.recv(65536)
-                    received.append((head.split(b"\r\n")[0], buffer[:length]))
-                    buffer = buffer[length:]
+                while (request := read_request(conn, buffer)) is not None:
+                    head, body, buffer = request
+                    received.append((head.split(b"\r\n")[0], body))
                     answer = next(answers)
                     conn.sendall(answer)
                     if b"close" in answer:
