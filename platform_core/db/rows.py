@@ -113,9 +113,10 @@ def _send_held_writes_first(execute, sql, params, many, context):
 
 
 @lru_cache(maxsize=None)
-def _insert_parts(model, ignore_conflicts: bool) -> tuple[str, str, str, tuple]:
-    """``INSERT INTO t (cols)``, one row's ``(%s, …)``, the tail, and the fields written."""
-    fields = tuple(f for f in model._meta.concrete_fields if not f.primary_key or not f.auto_created)
+def _insert_parts(model, ignore_conflicts: bool, keyed: bool = False) -> tuple[str, str, str, tuple]:
+    """``INSERT INTO t (cols)``, one row's ``(%s, …)``, the tail, and the fields written
+    (``keyed``: the primary key too, taken in advance with :func:`new_keys_sql`)."""
+    fields = tuple(f for f in model._meta.concrete_fields if keyed or not f.primary_key or not f.auto_created)
     quote = connection.ops.quote_name
     head = f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
     row = f"({', '.join(['%s'] * len(fields))})"
@@ -165,13 +166,29 @@ def insert_row_alongside(instance, query: str, params: list, *, ignore_conflicts
     return returned[0] is not None, tuple(returned[1:])
 
 
-def insert_rows(instances: list, *, returning: bool = True) -> None:
+def new_keys_sql(model) -> str:
+    """An SQL expression (one ``%s``: how many) that takes that many new primary keys of
+    ``model`` from its sequence, as an array: read with another statement, the keys let
+    the rows' INSERT be held (:func:`insert_rows` ``keyed``) instead of waited for."""
+    meta = model._meta
+    return (f"ARRAY(SELECT nextval(pg_get_serial_sequence('{meta.db_table}', '{meta.pk.column}')) "
+            f"FROM generate_series(1, %s))")
+
+
+def insert_rows(instances: list, *, returning: bool = True, keyed: bool = False) -> None:
     """INSERT several instances of one model in one statement and set their keys
-    (``returning=False``: as for :func:`insert_row`)."""
+    (``returning=False``: as for :func:`insert_row`). ``keyed``: each instance has its
+    key already (:func:`new_keys_sql`), so the INSERT is held like ``returning=False``
+    and the instances count as saved."""
     if not instances:
         return
-    head, row, tail, fields = _insert_parts(type(instances[0]), False)
+    head, row, tail, fields = _insert_parts(type(instances[0]), False, keyed)
     params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for instance in instances for f in fields]
+    if keyed:
+        _hold_or_execute(f"{head} VALUES {', '.join([row] * len(instances))}", params, instances[0]._meta.db_table)
+        for instance in instances:
+            _written(instance, instance.pk)
+        return
     if not returning:
         _hold_or_execute(f"{head} VALUES {', '.join([row] * len(instances))}", params, instances[0]._meta.db_table)
         return

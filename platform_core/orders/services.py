@@ -20,8 +20,8 @@ from django.utils import timezone
 
 from billing.limits import limit_refusal
 from platform_core.audit.services import audit_record
-from platform_core.db.rows import (batched_writes, insert_row, insert_row_alongside, insert_rows, new_row,
-                                   select_joined, select_rows, update_row, with_held_writes)
+from platform_core.db.rows import (batched_writes, insert_row, insert_row_alongside, insert_rows, new_keys_sql,
+                                   new_row, select_joined, select_rows, update_row, with_held_writes)
 from platform_core.money import format_minor
 from platform_core.catalog.models import SKU, Product
 from platform_core.inventory.models import CardKey, DeliveredKey
@@ -235,9 +235,12 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
                 access_token=secrets.token_urlsafe(32), ip=ip, language=language, reserved_until=until,
             )
             # a unique conflict writes nothing and raises nothing: no savepoint per checkout;
-            # the buyer's unpaid orders are counted by the same statement (after the locks)
-            written, open_orders = insert_row_alongside(order, *_open_orders_query(contact_value, ip),
-                                                        ignore_conflicts=True)
+            # the buyer's unpaid orders are counted by the same statement (after the locks),
+            # which also takes the lines' keys, so their INSERT can travel with the key claim
+            counted, counted_params = _open_orders_query(contact_value, ip)
+            written, (*open_orders, line_keys) = insert_row_alongside(
+                order, f"SELECT counted.*, {new_keys_sql(OrderLine)} FROM ({counted}) counted",
+                [len(priced), *counted_params], ignore_conflicts=True)
             _check_open_order_limits(rules, open_orders)  # refused: the rollback takes the new row back
             if written:
                 break
@@ -247,11 +250,11 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
                     return existing
             if attempt == 2:  # not a number collision after all
                 raise IntegrityError(f"order {order.number} conflicts with an existing order")
-        placed_lines = [new_row(OrderLine, order=order, sku=sku, product_type=sku.product.type, title=str(sku),
-                                quantity=quantity, unit_price=unit, total=unit * quantity, account=account)
-                        for sku, quantity, account, unit in priced]
-        insert_rows(placed_lines)
-        # held: it goes to the database with the first key claim
+        placed_lines = [new_row(OrderLine, id=key, order=order, sku=sku, product_type=sku.product.type,
+                                title=str(sku), quantity=quantity, unit_price=unit, total=unit * quantity,
+                                account=account)
+                        for key, (sku, quantity, account, unit) in zip(line_keys, priced, strict=True)]
+        insert_rows(placed_lines, keyed=True)  # held: it goes to the database with the first key claim
         created = _event(order, "", S.PENDING_PAYMENT, "order.created", actor=actor,
                          data={"total": subtotal, "lines": len(priced)})
         for line, (sku, quantity, _, _) in zip(placed_lines, priced, strict=True):

@@ -19,7 +19,7 @@ from tests.payments.conftest import enable_sandbox, make_stock
 
 #: statements through Django's cursors, BEGIN/COMMIT aside (tests run in a transaction,
 #: so each transaction shows as a SAVEPOINT and a RELEASE here: two per transaction)
-PLACE_STATEMENTS = 11  # the test shop's plan has an order limit: one count of this month's orders;
+PLACE_STATEMENTS = 10  # the test shop's plan has an order limit: one count of this month's orders;
 #: the payment is written in the order's own transaction
 WEBHOOK_STATEMENTS = 7  # the lock timeout is set by the inbox row's statement
 #: cache reads per request: the route, and the plugins and plan of the shop it named last time, in one MGET

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
@@ -322,3 +322,23 @@ def test_a_new_row_is_the_instance_the_model_would_make(shop):
     assert OrderLine.objects.get(pk=line.pk).sku_id == sku.pk
     with pytest.raises(TypeError, match="colour"):
         rows.new_row(OrderEvent, order=order, colour="red")
+
+
+def test_keys_taken_in_advance_let_the_rows_insert_wait_for_the_next_statement(shop, monkeypatch):
+    order = _order("K1")
+    insert_row(order)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {rows.new_keys_sql(OrderEvent)}", [2])
+        keys = cursor.fetchone()[0]
+    assert len(set(keys)) == 2 and all(isinstance(key, int) for key in keys)
+    statements = StatementCounter(monkeypatch)
+    with transaction.atomic(), batched_writes():
+        events = [rows.new_row(OrderEvent, id=key, order=order, kind=f"k{n}") for n, key in enumerate(keys)]
+        insert_rows(events, keyed=True)
+        assert statements.work == [] and [e.pk for e in events] == keys and not events[0]._state.adding
+        assert [e.kind for e in select_rows(OrderEvent, "order_id = %s", [order.pk], suffix="ORDER BY id")] == \
+            ["k0", "k1"]  # a read of the same table sends them first
+    assert len(statements.work) == 2
+    # a key taken is never handed out again by the table's own default
+    later = OrderEvent.objects.create(order=order, kind="later")
+    assert later.pk > max(keys)
