@@ -131,3 +131,39 @@ def test_any_key_redis_can_hold_is_stored_without_memcached_warnings(recwarn):
     cache.delete(long_key)
     assert cache.get(long_key) is None
     assert not [w for w in recwarn.list if w.category.__name__ == "CacheKeyWarning"]
+
+
+def test_values_decoded_once_per_process_still_come_as_copies_of_their_own(alpha):
+    from billing.models import Plan
+    from platform_core import cache as kameng_cache
+    from platform_core.payments.selectors import FeeRule
+
+    plan = Plan(id=7, code="pro", name="Pro", features=["plugins.payment", "api"])
+    values = {"memo:shop": alpha, "memo:plan": plan, "memo:rules": {"sandbox": FeeRule(30, 100, True)},
+              "memo:nested": [{"slug": "sandbox", "settings": {"a": 1}}]}
+    for key, value in values.items():
+        cache.set(key, value)
+    kameng_cache._copiers.clear()
+    reads = []
+    for _ in range(3):
+        with request_scope():
+            reads.append({key: cache.get(key) for key in values})
+    first, second, third = reads
+    assert second["memo:shop"].pk == alpha.pk and second["memo:shop"].schema_name == alpha.schema_name
+    assert not second["memo:shop"]._state.adding and second["memo:plan"].features == ["plugins.payment", "api"]
+    assert second["memo:rules"] == {"sandbox": FeeRule(30, 100, True)}
+    assert len(kameng_cache._copiers) == 3  # the nested list of dicts is unpickled every time
+    # what one request does to its copy, another never sees
+    first["memo:shop"].name = "changed"
+    first["memo:plan"].features.append("changed")
+    first["memo:rules"]["other"] = FeeRule(0, 0, False)
+    first["memo:nested"][0]["settings"]["a"] = 2
+    second["memo:shop"].name = "changed too"
+    for key in values:
+        assert third[key] is not second[key] and third[key] is not first[key]
+    assert third["memo:shop"].name == alpha.name and third["memo:plan"].features == ["plugins.payment", "api"]
+    assert set(third["memo:rules"]) == {"sandbox"} and third["memo:nested"][0]["settings"] == {"a": 1}
+    # another process's write is new bytes: read as written
+    _other_process_sets("memo:rules", {"sandbox": FeeRule(0, 500, False)})
+    with request_scope():
+        assert cache.get("memo:rules") == {"sandbox": FeeRule(0, 500, False)}
