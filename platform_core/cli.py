@@ -77,7 +77,8 @@ def _process_command(kind: str) -> tuple[str, list[str]]:
         args = [str(bin_dir / "gunicorn"), "platform_core.wsgi:application", "--bind", bind,
                 "--workers", workers, "--worker-class", "sync", "--timeout", "30", "--graceful-timeout", "10",
                 "--preload",  # import Django once in the master: workers start warm
-                "--access-logfile", "-", "--logger-class", "platform_core.gunicorn_logging.AccessLogger"]
+                "--access-logfile", "-", "--logger-class", "platform_core.gunicorn_logging.AccessLogger",
+                "--config", "python:platform_core.gunicorn_conf"]
     elif kind == "worker":
         args = [str(bin_dir / "celery"), "-A", "platform_core", "worker", "--loglevel", "INFO",
                 "--concurrency", os.environ.get("CELERY_CONCURRENCY", "2"), "--without-gossip", "--without-mingle"]

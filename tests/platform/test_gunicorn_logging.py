@@ -69,3 +69,35 @@ def test_another_format_is_gunicorns_to_build():
 def test_kameng_web_uses_it():
     _, args = _process_command("web")
     assert args[args.index("--logger-class") + 1] == "platform_core.gunicorn_logging.AccessLogger"
+
+
+def test_kameng_web_workers_keep_connections_per_thread():
+    import subprocess
+    import sys
+
+    _, args = _process_command("web")
+    assert args[args.index("--config") + 1] == "python:platform_core.gunicorn_conf"
+    # in a process of its own: what a worker does after loading the application
+    script = """
+import os, threading
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "platform_core.settings_test")
+import django
+django.setup()
+from django.core.cache import caches
+from django.db import connections
+before = connections["default"]
+from platform_core.gunicorn_conf import post_worker_init
+post_worker_init(None)
+assert isinstance(connections._connections, threading.local) and isinstance(caches._connections, threading.local)
+assert connections["default"] is before is connections["default"]  # made before: kept
+assert caches["default"] is caches["default"]
+seen = {}
+def other():
+    seen["db"], seen["cache"] = connections["default"], caches["default"]
+thread = threading.Thread(target=other)
+thread.start(); thread.join()
+assert seen["db"] is not before and seen["cache"] is not caches["default"]  # each thread its own
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
