@@ -13,6 +13,7 @@ from django.utils import timezone
 from billing.limits import LIMITS, forget_plan_cache, usage
 from billing.models import Plan, PlanSpan, Subscription, SubscriptionEvent
 from platform_core.audit.services import audit_record
+from platform_core.cache import forget_now_and_on_commit
 
 logger = logging.getLogger(__name__)
 S = Subscription.Status
@@ -161,8 +162,7 @@ def subscription_transition(*, subscription: Subscription, to: str, kind: str, r
     audit_record(action=f"billing.subscription.{to}", actor=actor, target=subscription.shop, reason=reason[:500],
                  data={"from": previous, "to": to, "kind": kind, "shop": subscription.shop.slug})
     _sync_shop_status(subscription, reason or kind, actor=actor)
-    transaction.on_commit(lambda: forget_plan_cache(subscription.shop))
-    forget_plan_cache(subscription.shop)
+    forget_now_and_on_commit(lambda: forget_plan_cache(subscription.shop))
     return subscription
 
 

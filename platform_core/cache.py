@@ -66,6 +66,16 @@ def prefetch_for_shop(shop, hostname: str | None = None) -> None:
             _keys_last_read_for_host[hostname] = made
 
 
+def forget_now_and_on_commit(forget: Callable[[], None]) -> None:
+    """For a write of what ``forget`` drops from the cache: now, so this transaction
+    reads its own change; and on commit, so a reader that cached the old value between
+    the write and the commit does not keep it."""
+    from django.db import transaction
+
+    forget()
+    transaction.on_commit(forget)
+
+
 @contextmanager
 def request_scope() -> Iterator[None]:
     token = _request_memory.set({})
@@ -140,7 +150,8 @@ def _copier(value) -> Callable[[], Any] | None:
     certain: flat values, dicts of flat values (e.g. NamedTuples), and model instances
     whose fields are flat and that hold no related or prefetched objects."""
     from django.db.models import Model
-    from django.db.models.base import ModelState
+
+    from platform_core.db.rows import blank_instance
 
     if _flat(value):
         return lambda: _copy_flat(value)
@@ -153,10 +164,8 @@ def _copier(value) -> Callable[[], Any] | None:
         model, db, adding = type(value), value._state.db, value._state.adding
 
         def copy_model():
-            instance = model.__new__(model)
+            instance = blank_instance(model, adding=adding, db=db)
             instance.__dict__.update({k: _copy_flat(v) for k, v in fields.items()})
-            state = instance._state = ModelState()
-            state.db, state.adding = db, adding
             return instance
 
         return copy_model

@@ -108,4 +108,3 @@ def keep_connections_per_thread() -> None:
             except AttributeError:
                 continue  # not made yet: made on first use, in the thread that uses it
         handler._connections = per_thread
-

@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from platform_core import crypto
 from platform_core.audit.services import audit_record
+from platform_core.cache import forget_now_and_on_commit
 from plugins.base import MAIN_ACCOUNT, secret_context
 from plugins.hooks import forget_enabled_cache
 from plugins.models import PluginConfig
@@ -22,10 +23,7 @@ class PluginError(Exception):
 
 
 def _forget_now_and_on_commit() -> None:
-    # now: our own transaction sees the change; on commit: a reader that cached the
-    # old rows between our write and our commit does not keep them
-    forget_enabled_cache()
-    transaction.on_commit(forget_enabled_cache)
+    forget_now_and_on_commit(forget_enabled_cache)
 
 
 def _locked_config(slug: str) -> PluginConfig:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from platform_core.cache import forget_now_and_on_commit
 from platform_core.db.rows import (batched_writes, insert_row, insert_row_alongside, new_row, select_joined,
                                    update_row)
 from platform_core.orders.models import Order
@@ -397,10 +398,7 @@ def payment_method_fee_set(*, provider_slug: str, fixed: int, basis_points: int,
         rule.fixed, rule.basis_points, rule.passed_to_buyer = fixed, basis_points, passed_to_buyer
         rule.updated_at, rule.updated_by = timezone.now(), actor_name
         rule.save()
-        # now: this transaction reads its own rule; on commit: a reader that cached the old
-        # rule between this write and the commit does not keep it
-        forget_fee_rules()
-        transaction.on_commit(forget_fee_rules)
+        forget_now_and_on_commit(forget_fee_rules)
         audit_record(action="payment_fee.changed", actor=actor if hasattr(actor, "pk") else None, target=rule,
                      request=request, data={"provider": provider_slug, "before": before,
                                             "after": {"fixed": fixed, "basis_points": basis_points,

@@ -167,3 +167,15 @@ def test_values_decoded_once_per_process_still_come_as_copies_of_their_own(alpha
     _other_process_sets("memo:rules", {"sandbox": FeeRule(0, 500, False)})
     with request_scope():
         assert cache.get("memo:rules") == {"sandbox": FeeRule(0, 500, False)}
+
+
+def test_a_write_forgets_the_cached_value_now_and_again_on_commit(db, django_capture_on_commit_callbacks):
+    from platform_core.cache import forget_now_and_on_commit
+
+    cache.set("memo:rule", "old")
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        forget_now_and_on_commit(lambda: cache.delete("memo:rule"))
+        assert cache.get("memo:rule") is None  # this transaction reads its own change
+        cache.set("memo:rule", "old")  # a reader caching the old value before the commit…
+    assert len(callbacks) == 1
+    assert cache.get("memo:rule") is None  # …does not keep it past the commit
