@@ -56,7 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     if command == "devstack":
         return devstack_command(rest)
     if command in ("web", "worker", "beat", "sandbox"):
-        os.execvp(*_process_command(command))
+        from platform_core.webserver import UnknownServer
+
+        try:
+            os.execvp(*_process_command(command))
+        except UnknownServer as exc:
+            print(f"kameng: {exc}", file=sys.stderr)
+            return 2
     if command == "manage":
         _setup_django()
         _call(*rest)
@@ -72,13 +78,9 @@ def main(argv: list[str] | None = None) -> int:
 def _process_command(kind: str) -> tuple[str, list[str]]:
     bin_dir = Path(sys.executable).parent
     if kind == "web":
-        bind = os.environ.get("KAMENG_BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
-        workers = os.environ.get("WEB_CONCURRENCY", "3")
-        args = [str(bin_dir / "gunicorn"), "platform_core.wsgi:application", "--bind", bind,
-                "--workers", workers, "--worker-class", "sync", "--timeout", "30", "--graceful-timeout", "10",
-                "--preload",  # import Django once in the master: workers start warm
-                "--access-logfile", "-", "--logger-class", "platform_core.gunicorn_logging.AccessLogger",
-                "--config", "python:platform_core.gunicorn_conf"]
+        from platform_core.webserver import web_command  # noqa: PLC0415
+
+        args = web_command(bin_dir)
     elif kind == "worker":
         args = [str(bin_dir / "celery"), "-A", "platform_core", "worker", "--loglevel", "INFO",
                 "--concurrency", os.environ.get("CELERY_CONCURRENCY", "2"), "--without-gossip", "--without-mingle"]
@@ -162,8 +164,14 @@ class Supervisor:
             # migration step, whose forked workers must keep the default handlers)
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
-            for kind in ("web", "worker", "beat", "sandbox"):
-                program, args = _process_command(kind)
+            from platform_core.webserver import UnknownServer
+
+            try:
+                commands = {kind: _process_command(kind)[1] for kind in ("web", "worker", "beat", "sandbox")}
+            except UnknownServer as exc:
+                self.say(str(exc))
+                return 1
+            for kind, args in commands.items():
                 self.children[kind] = subprocess.Popen(args, env=os.environ.copy(), cwd=ROOT)
             self._announce(port, logins)
             return self._wait()

@@ -230,11 +230,13 @@ class ServerURL(str):
 
 
 @contextmanager
-def web_server(port: int, workers: int = 4, code_dir: str | None = None):
-    """gunicorn as ``kameng web`` runs it; ``code_dir``: serve the code of that checkout
-    (another revision's worktree) instead of this one, on the same database."""
+def web_server(port: int, workers: int = 4, code_dir: str | None = None, server: str | None = None):
+    """``kameng web`` as it runs in production; ``code_dir``: serve the code of that checkout
+    (another revision's worktree) instead of this one, on the same database; ``server``:
+    ``KAMENG_WEB_SERVER`` for it (default: what the environment says, else uWSGI)."""
     env = child_env(PORT=str(port), KAMENG_BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY=str(workers),
-                    LOG_LEVEL="WARNING", **({"PYTHONPATH": code_dir} if code_dir else {}))
+                    LOG_LEVEL="WARNING", **({"PYTHONPATH": code_dir} if code_dir else {}),
+                    **({"KAMENG_WEB_SERVER": server} if server else {}))
     log_path = os.path.join(os.environ["KAMENG_STATE_DIR"], "web.log")
     progress(f"web server log: {log_path}")
     log = open(log_path, "ab")  # noqa: SIM115 - closed with the server
@@ -253,7 +255,7 @@ def web_server(port: int, workers: int = 4, code_dir: str | None = None):
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("benchmark web server did not start") from None
                 time.sleep(0.2)
-        progress(f"gunicorn with {workers} sync workers on port {port}")
+        progress(f"{env.get('KAMENG_WEB_SERVER') or 'uwsgi'} with {workers} worker processes on port {port}")
         url = ServerURL(f"http://127.0.0.1:{port}")
         url.pid = process.pid
         yield url

@@ -14,7 +14,9 @@ Figures (medians over the rounds): ``checkout_ab.{base,this}_web_cpu_ms_per_orde
 ``.web_cpu_change_pct`` / ``.db_cpu_change_pct`` (negative: this checkout costs less).
 
 ``BENCH_AB_ROUNDS`` (default 6), ``BENCH_AB_BATCH`` paid orders per batch (300),
-``BENCH_AB_BUYERS`` concurrent buyers (12). The database is migrated once, by this
+``BENCH_AB_BUYERS`` concurrent buyers (12). ``BENCH_BASE_WEB_SERVER`` /
+``BENCH_THIS_WEB_SERVER`` set ``KAMENG_WEB_SERVER`` for one side: on a clean tree,
+``BENCH_BASE_WEB_SERVER=gunicorn`` compares the two web servers on the same code. The database is migrated once, by this
 checkout: the base may lack migrations this checkout adds, but not have others.
 """
 from __future__ import annotations
@@ -100,8 +102,10 @@ def main() -> None:
         sku = product_with_stock(shop, "A/B card", {"ab": 2 * rounds * batch + 200})["ab"]
         stack.enter_context(sandbox_gateway(shop))
         postmaster = ds._read_postmaster(Path(os.environ["KAMENG_DEVSTACK_DIR"]) / "pg")[0]
-        servers = {"base": stack.enter_context(web_server(ds.free_port(), workers=3, code_dir=base_dir)),
-                   "this": stack.enter_context(web_server(ds.free_port(), workers=3))}
+        servers = {"base": stack.enter_context(web_server(ds.free_port(), workers=3, code_dir=base_dir,
+                                                          server=os.environ.get("BENCH_BASE_WEB_SERVER"))),
+                   "this": stack.enter_context(web_server(ds.free_port(), workers=3,
+                                                          server=os.environ.get("BENCH_THIS_WEB_SERVER")))}
         progress(f"base = {base_commit} ({base_dir}), this = the working tree")
         for side, url in servers.items():  # warm both: imports, prepared statements, caches
             _batch(url, token, sku.pk, 50, buyers, f"warm-{side}")

@@ -1,4 +1,4 @@
-"""End-to-end fixtures: a real gunicorn serving the test database, and Chromium."""
+"""End-to-end fixtures: a real ``kameng web`` (uWSGI) serving the test database, and Chromium."""
 from __future__ import annotations
 
 import os
@@ -6,8 +6,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 
 import pytest
 from django.conf import settings
@@ -36,36 +38,66 @@ def sandbox_gateway():
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def web_server(django_db_setup, django_db_blocker, sandbox_gateway):
-    """gunicorn (sync workers, as in production) on the test database."""
+class ServedPort(int):
+    """The web server's port, with what the server has written so far."""
+
+    log_path = ""
+    process = None
+
+    def output(self) -> str:
+        with open(self.log_path, "rb") as written:
+            return written.read().decode(errors="replace")
+
+
+@contextmanager
+def running_web_server(**environment: str):
+    """``kameng web`` (uWSGI worker processes, as in production) on the test database,
+    until the block ends; yields its port, with what it wrote (``.output()``)."""
     port = devstack.free_port()
     db = settings.DATABASES["default"]
     env = {**os.environ, "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
            "REDIS_URL": settings.REDIS_URL, "PORT": str(port), "KAMENG_BIND": f"127.0.0.1:{port}",
            "WEB_CONCURRENCY": "2", "DJANGO_SETTINGS_MODULE": "platform_core.settings_test",
-           "KAMENG_TEST_OWNS_DEVSTACK": "0", "KAMENG_SANDBOX_URL": sandbox_gateway}
+           "KAMENG_TEST_OWNS_DEVSTACK": "0", **environment}
+    # the server's messages and access lines go to a file: a pipe nobody reads would fill up
+    # and stop the server mid-test
+    log_fd, log_path = tempfile.mkstemp(prefix="kameng-e2e-web-", suffix=".log")
+    os.close(log_fd)
+    log = open(log_path, "ab")  # noqa: SIM115 - appended to by the server until it stops
     process = subprocess.Popen([sys.executable, "-m", "platform_core.cli", "web"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/healthz", timeout=2)
-            break
-        except urllib.error.HTTPError:
-            break  # 503 without a worker is fine: the server answers
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"web server did not start: {process.stderr.read().decode()[-2000:]}")
-            time.sleep(0.2)
-    yield port
-    process.terminate()
-    process.wait(timeout=15)
-    try:  # and any worker that outlived its master
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    served = ServedPort(port)
+    served.log_path, served.process = log_path, process
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except urllib.error.HTTPError:
+                break  # 503 without a worker is fine: the server answers
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"web server did not start: {served.output()[-2000:]}") from None
+                time.sleep(0.2)
+        yield served
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=15)
+        try:  # and any worker that outlived its master
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        log.close()
+        os.unlink(log_path)
+
+
+@pytest.fixture(scope="session")
+def web_server(django_db_setup, django_db_blocker, sandbox_gateway):
+    """One ``kameng web`` for the session's browser tests."""
+    with running_web_server(KAMENG_SANDBOX_URL=sandbox_gateway) as served:
+        yield served
 
 
 @pytest.fixture(scope="session")

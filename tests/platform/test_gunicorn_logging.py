@@ -1,4 +1,5 @@
-"""``kameng web``'s access line is gunicorn's own combined line, built cheaper."""
+"""``kameng web`` under gunicorn (``KAMENG_WEB_SERVER=gunicorn``): its access line is
+gunicorn's own combined line, built cheaper."""
 from __future__ import annotations
 
 import datetime
@@ -66,12 +67,17 @@ def test_another_format_is_gunicorns_to_build():
     assert lines.lines == ["200 7ms application/json"]
 
 
-def test_kameng_web_uses_it():
+@pytest.fixture
+def gunicorn_chosen(monkeypatch):
+    monkeypatch.setenv("KAMENG_WEB_SERVER", "gunicorn")
+
+
+def test_kameng_web_uses_it(gunicorn_chosen):
     _, args = _process_command("web")
     assert args[args.index("--logger-class") + 1] == "platform_core.gunicorn_logging.AccessLogger"
 
 
-def test_kameng_web_workers_keep_connections_per_thread():
+def test_kameng_web_workers_keep_connections_per_thread(gunicorn_chosen):
     import subprocess
     import sys
 
