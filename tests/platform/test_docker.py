@@ -327,7 +327,8 @@ def test_every_variable_the_code_reads_is_documented():
     documented = documented_variables(DEPLOY_DOC.read_text())
     read = read_variables((ROOT / "platform_core" / "settings.py").read_text())
     read |= read_variables((ROOT / "platform_core" / "cli.py").read_text())
-    assert {"SECRET_KEY", "KAMENG_MASTER_KEY", "DATABASE_URL", "S3_BUCKET", "KAMENG_BIND"} <= read
+    read |= read_variables((ROOT / "platform_core" / "webserver.py").read_text())
+    assert {"SECRET_KEY", "KAMENG_MASTER_KEY", "DATABASE_URL", "S3_BUCKET", "KAMENG_BIND", "KAMENG_WEB_SERVER"} <= read
     assert sorted(read - documented) == []
 
 
