@@ -230,13 +230,12 @@ class ServerURL(str):
 
 
 @contextmanager
-def web_server(port: int, workers: int = 4, code_dir: str | None = None, server: str | None = None):
+def web_server(port: int, workers: int = 4, code_dir: str | None = None, environment: dict | None = None):
     """``kameng web`` as it runs in production; ``code_dir``: serve the code of that checkout
-    (another revision's worktree) instead of this one, on the same database; ``server``:
-    ``KAMENG_WEB_SERVER`` for it (default: what the environment says, else uWSGI)."""
+    (another revision's worktree) instead of this one, on the same database;
+    ``environment``: variables for it alone (``KAMENG_WEB_SERVER=gunicorn``, …)."""
     env = child_env(PORT=str(port), KAMENG_BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY=str(workers),
-                    LOG_LEVEL="WARNING", **({"PYTHONPATH": code_dir} if code_dir else {}),
-                    **({"KAMENG_WEB_SERVER": server} if server else {}))
+                    LOG_LEVEL="WARNING", **({"PYTHONPATH": code_dir} if code_dir else {}), **(environment or {}))
     log_path = os.path.join(os.environ["KAMENG_STATE_DIR"], "web.log")
     progress(f"web server log: {log_path}")
     log = open(log_path, "ab")  # noqa: SIM115 - closed with the server

@@ -14,9 +14,10 @@ Figures (medians over the rounds): ``checkout_ab.{base,this}_web_cpu_ms_per_orde
 ``.web_cpu_change_pct`` / ``.db_cpu_change_pct`` (negative: this checkout costs less).
 
 ``BENCH_AB_ROUNDS`` (default 6), ``BENCH_AB_BATCH`` paid orders per batch (300),
-``BENCH_AB_BUYERS`` concurrent buyers (12). ``BENCH_BASE_WEB_SERVER`` /
-``BENCH_THIS_WEB_SERVER`` set ``KAMENG_WEB_SERVER`` for one side: on a clean tree,
-``BENCH_BASE_WEB_SERVER=gunicorn`` compares the two web servers on the same code. The database is migrated once, by this
+``BENCH_AB_BUYERS`` concurrent buyers (12). ``BENCH_BASE_ENV`` / ``BENCH_THIS_ENV``
+(``"NAME=value NAME=value"``) set variables for one side's web server: on a clean tree,
+``BENCH_BASE_ENV=KAMENG_WEB_SERVER=gunicorn`` compares the two web servers on the same
+code; ``BENCH_BASE_ENV=KAMENG_DB_PREPARED_STATEMENTS=0`` a switch. The database is migrated once, by this
 checkout: the base may lack migrations this checkout adds, but not have others.
 """
 from __future__ import annotations
@@ -61,6 +62,14 @@ def _base_worktree(revision: str, stack: ExitStack) -> tuple[str, str]:
     return path, commit[:9]
 
 
+def _side_env(name: str) -> dict[str, str]:
+    """``NAME=value NAME=value`` from the variable ``name``, for one side's web server."""
+    pairs = [item.partition("=") for item in os.environ.get(name, "").split()]
+    if any(not key or not sep for key, sep, _ in pairs):
+        raise SystemExit(f"checkout_ab: {name} is NAME=value pairs separated by spaces")
+    return {key: value for key, _, value in pairs}
+
+
 def _batch(base: str, token: str, sku_id: int, orders: int, buyers: int, tag: str) -> int:
     """``orders`` paid orders by ``buyers`` threads; returns how many failed."""
     left, failed, lock = [orders], [0], threading.Lock()
@@ -103,9 +112,9 @@ def main() -> None:
         stack.enter_context(sandbox_gateway(shop))
         postmaster = ds._read_postmaster(Path(os.environ["KAMENG_DEVSTACK_DIR"]) / "pg")[0]
         servers = {"base": stack.enter_context(web_server(ds.free_port(), workers=3, code_dir=base_dir,
-                                                          server=os.environ.get("BENCH_BASE_WEB_SERVER"))),
+                                                          environment=_side_env("BENCH_BASE_ENV"))),
                    "this": stack.enter_context(web_server(ds.free_port(), workers=3,
-                                                          server=os.environ.get("BENCH_THIS_WEB_SERVER")))}
+                                                          environment=_side_env("BENCH_THIS_ENV")))}
         progress(f"base = {base_commit} ({base_dir}), this = the working tree")
         for side, url in servers.items():  # warm both: imports, prepared statements, caches
             _batch(url, token, sku.pk, 50, buyers, f"warm-{side}")
