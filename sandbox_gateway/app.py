@@ -34,6 +34,7 @@ API_KEY_RE = re.compile(r"^sk_sandbox_[A-Za-z0-9]{16,64}$")
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 ID_RE = {"pay": re.compile(r"^pay_[0-9a-f]{24}$"), "evt": re.compile(r"^evt_[0-9a-f]{24}$")}
 MAX_BODY = 64 * 1024
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f]")  # refused in text fields (a per-character loop cost 15 % of a create)
 MAX_AMOUNT = 10**12  # minor units; far above anything a card shop sells, far below SQLite's limit
 PAYMENT_FIELDS = {"amount", "currency", "reference", "notify_url", "return_url", "description"}
 REFUND_FIELDS = {"amount", "reason"}
@@ -152,7 +153,7 @@ def _text(params: dict, name: str, *, max_length: int, required: bool = False) -
     value = value.strip()
     if required and not value:
         raise ApiError(400, f"{name} is required.", param=name)
-    if len(value) > max_length or any(ord(ch) < 32 for ch in value):
+    if len(value) > max_length or CONTROL_CHARACTER.search(value):
         raise ApiError(400, f"{name} must be at most {max_length} printable characters.", param=name)
     return value
 

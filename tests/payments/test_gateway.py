@@ -141,6 +141,9 @@ def test_create_payment_answers_like_the_wire_format(gw):
     ({"currency": "12A"}, "currency"),
     ({"reference": ""}, "reference"),
     ({"reference": "x" * 201}, "reference"),
+    ({"reference": "a\nb"}, "reference"),  # control characters, anywhere in the text
+    ({"description": "Order\x00 1"}, "description"),
+    ({"description": "tab\there"}, "description"),
     ({"notify_url": "ftp://example.com/x"}, "notify_url"),
     ({"notify_url": "not a url"}, "notify_url"),
     ({"return_url": "javascript:alert(1)"}, "return_url"),
