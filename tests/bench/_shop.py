@@ -1,23 +1,26 @@
-"""A benchmark shop behind a real gunicorn, with the sandbox payment plugin enabled,
-and a client that sends correctly signed sandbox webhooks — the path real payments take."""
+"""A benchmark shop behind a real ``kameng web``, with the sandbox payment plugin
+enabled, and its buyers (tests/bench/_buyers.py), who pay with correctly signed sandbox
+webhooks — the path real payments take."""
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from contextlib import contextmanager
 
+from tests.bench import _buyers
+from tests.bench._buyers import HOST_DOMAIN, BuyerLoop, payment_succeeded_event  # noqa: F401 - the benchmarks' imports
 from tests.bench._harness import child_env, progress
 
 API_KEY = "sk_sandbox_benchmark000000000000"
-HOST_DOMAIN = "kameng.test"  # PLATFORM_DOMAIN of the test settings
+
+
+def buyers_of(base: str, token: str, sku_id: int, shop_slug: str) -> BuyerLoop:
+    """The buyers of one SKU of the benchmark shop ``shop_slug`` served at ``base``."""
+    return BuyerLoop(base, token, sku_id, API_KEY, shop_host=f"{shop_slug}.{HOST_DOMAIN}")
 
 
 def create_shop(slug: str = "bench"):
@@ -83,121 +86,8 @@ def add_plain_keys(sku_id: int, count: int, prefix: str) -> None:
 
 
 def signed_webhook(event: dict) -> tuple[bytes, dict[str, str]]:
-    from plugins.payments.sandbox.plugin import SIGNATURE_HEADER, webhook_secret_for
-
-    body = json.dumps(event, separators=(",", ":")).encode()
-    timestamp = int(time.time())
-    signature = hmac.new(webhook_secret_for(API_KEY).encode(), f"{timestamp}.".encode() + body,
-                         hashlib.sha256).hexdigest()
-    return body, {SIGNATURE_HEADER: f"t={timestamp},v1={signature}", "Content-Type": "application/json"}
-
-
-def payment_succeeded_event(payment_id: int, amount: int, currency: str, n: int, external_id: str = "") -> dict:
-    return {"id": f"evt_bench{payment_id}x{n}", "type": "payment.succeeded", "created": int(time.time()),
-            "data": {"object": {"id": external_id or f"pay_bench{payment_id}", "object": "payment",
-                                "status": "succeeded",
-                                "amount": amount, "currency": currency, "reference": str(payment_id)}}}
-
-
-class HttpWire:
-    """One keep-alive HTTP/1.1 connection that sends prepared request bytes and reads
-    the status and body of each answer (Content-Length or chunked). The load generator
-    shares the machine's two cores with the shop: ``http.client`` spent ~0.3 ms of CPU
-    per call parsing headers with the e-mail parser, ``requests`` ~1.5 ms more."""
-
-    def __init__(self, host: str, port: int, timeout: float = 60):
-        self.address, self.timeout = (host, port), timeout
-        self.sock = None
-        self.buffer = b""
-
-    def _connect(self) -> None:
-        self.sock = socket.create_connection(self.address, timeout=self.timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buffer = b""
-
-    def _more(self) -> None:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("the server closed the connection mid-answer")
-        self.buffer += chunk
-
-    def _take(self, count: int) -> bytes:
-        while len(self.buffer) < count:
-            self._more()
-        taken, self.buffer = self.buffer[:count], self.buffer[count:]
-        return taken
-
-    def _line(self) -> bytes:
-        while b"\r\n" not in self.buffer:
-            self._more()
-        line, _, self.buffer = self.buffer.partition(b"\r\n")
-        return line
-
-    def exchange(self, request: bytes) -> tuple[int, bytes]:
-        if self.sock is None:
-            self._connect()
-        self.sock.sendall(request)
-        while b"\r\n\r\n" not in self.buffer:
-            self._more()
-        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
-        status_line, *header_lines = head.split(b"\r\n")
-        status = int(status_line.split(b" ", 2)[1])
-        headers = {}
-        for line in header_lines:
-            name, _, value = line.partition(b":")
-            headers[name.strip().lower()] = value.strip()
-        if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
-            parts = []
-            while size := int(self._line().split(b";")[0], 16):
-                parts.append(self._take(size))
-                self._take(2)
-            while self._line():  # trailers, then the blank line
-                pass
-            body = b"".join(parts)
-        else:
-            body = self._take(int(headers.get(b"content-length", b"0")))
-        if headers.get(b"connection", b"").lower() == b"close":
-            self.sock.close()
-            self.sock = None
-        return status, body
-
-
-def http_request(method: str, path: str, host: str, headers: dict[str, str], body: bytes = b"") -> bytes:
-    """The bytes of one HTTP/1.1 request."""
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}",
-             *(f"{name}: {value}" for name, value in headers.items())]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-class PaidOrderClient:
-    """One buyer's connection: ``POST /api/v1/orders/`` with the sandbox payment, then the
-    gateway's signed ``payment.succeeded`` webhook for it, as after the Pay button."""
-
-    def __init__(self, base: str, token: str, sku_id: int, contact: str):
-        from urllib.parse import urlsplit
-
-        address = urlsplit(base)
-        self.wire = HttpWire(address.hostname, address.port)
-        self.host = f"flash.{HOST_DOMAIN}"
-        order_body = json.dumps({"lines": [{"sku_id": sku_id, "quantity": 1}], "contact": contact,
-                                 "query_password": "1234", "payment": {"provider": "sandbox"}}).encode()
-        self.order_request = http_request("POST", "/api/v1/orders/", self.host, {
-            "Authorization": f"Token {token}", "Content-Type": "application/json"}, order_body)
-
-    def buy(self) -> tuple[str, str]:
-        """("paid" | "refused" | "error", what went wrong)."""
-        status, answer = self.wire.exchange(self.order_request)
-        if status == 409:
-            return "refused", ""
-        payment = json.loads(answer).get("payment") if status == 201 else None
-        if not payment:
-            return "error", f"HTTP {status} {answer[:300]!r}"
-        body, hook_headers = signed_webhook(payment_succeeded_event(
-            payment["payment_id"], payment["amount"], payment["currency"], 0, payment["external_id"]))
-        status, answer = self.wire.exchange(http_request("POST", "/hooks/payments/sandbox/", self.host,
-                                                         hook_headers, body))
-        # paid only once the shop confirmed the delivery
-        return ("paid", "") if status == 200 else ("error", f"webhook HTTP {status} {answer[:300]!r}")
+    """``event`` as the sandbox gateway signs it for the benchmark shop's API key."""
+    return _buyers.signed_webhook(event, API_KEY)
 
 
 @contextmanager

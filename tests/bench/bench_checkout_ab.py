@@ -28,13 +28,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
 from tests.bench._harness import devstack, emit, migrate_everything, progress, setup_django, tree_cpu_seconds
-from tests.bench._shop import PaidOrderClient, create_shop, product_with_stock, sandbox_gateway, web_server
+from tests.bench._shop import buyers_of, create_shop, product_with_stock, sandbox_gateway, web_server
+
+SHOP = "flash"
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -71,29 +72,12 @@ def _side_env(name: str) -> dict[str, str]:
 
 
 def _batch(base: str, token: str, sku_id: int, orders: int, buyers: int, tag: str) -> int:
-    """``orders`` paid orders by ``buyers`` threads; returns how many failed."""
-    left, failed, lock = [orders], [0], threading.Lock()
-
-    def buyer(n: int) -> None:
-        client = PaidOrderClient(base, token, sku_id, f"{tag}x{n}@example.com")
-        while True:
-            with lock:
-                if left[0] <= 0:
-                    return
-                left[0] -= 1
-            outcome, why = client.buy()
-            if outcome != "paid":
-                with lock:
-                    failed[0] += 1
-                    if failed[0] == 1:
-                        print(f"first failure: {outcome} {why}", file=sys.stderr)
-
-    threads = [threading.Thread(target=buyer, args=(n,)) for n in range(buyers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return failed[0]
+    """``orders`` paid orders by ``buyers`` concurrent buyers; returns how many failed."""
+    outcomes = buyers_of(base, token, sku_id, SHOP).run([f"{tag}x{n}@example.com" for n in range(buyers)],
+                                                       repeat=True, budget=orders)
+    if outcomes.first_error:
+        print(f"first failure: {outcomes.first_error}", file=sys.stderr)
+    return orders - outcomes.paid
 
 
 def main() -> None:
@@ -107,7 +91,7 @@ def main() -> None:
         migrate_everything()
         from platform_core import devstack as ds
 
-        shop, token = create_shop("flash")
+        shop, token = create_shop(SHOP)
         sku = product_with_stock(shop, "A/B card", {"ab": 2 * rounds * batch + 200})["ab"]
         stack.enter_context(sandbox_gateway(shop))
         postmaster = ds._read_postmaster(Path(os.environ["KAMENG_DEVSTACK_DIR"]) / "pg")[0]
