@@ -391,12 +391,45 @@ def select_joined(models: tuple, joins: str, where: str, params: list, *, suffix
         row = cursor.fetchone()
     if row is None:
         return None
+    return _joined_row(parts, width, row)
+
+
+def _joined_row(parts, width: int, row) -> tuple:
+    """The instances (None for a model a LEFT JOIN did not find) and extra values of one
+    row read by a :func:`_joined_sql` statement."""
     found = []
     for model, first, last, names, converters in parts:
         values = list(row[first:last])
         found.append(None if values[names.index(model._meta.pk.attname)] is None
                      else _loaded(model, names, converters, values))
     return (*found, *row[width:])
+
+
+def insert_row_locking_joined(instance, query: str, params: list, models: tuple, joins: str, where: str,
+                              joined_params: list, *, suffix: str = "", ignore_conflicts: bool = False
+                              ) -> tuple[bool, tuple, tuple | None]:
+    """In one statement, in this order: the one-row read ``query`` (e.g. ``set_config``
+    of a lock timeout), :func:`select_joined`'s row (``suffix`` may lock it: ``… FOR
+    UPDATE``), then :func:`insert_row` of ``instance``. Returns whether the row was
+    written, ``query``'s row, and the joined row as :func:`select_joined` gives it (None
+    when nothing matched). One round trip where three statements took three."""
+    head, row, tail, fields = _insert_parts(type(instance), ignore_conflicts)
+    values = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+    joined_sql, parts, width = _joined_sql(tuple(models), joins, where, suffix, ())
+    pk = connection.ops.quote_name(instance._meta.pk.column)
+    # a nested loop: the outer read first, then the locked join; the INSERT's id is an
+    # InitPlan evaluated when the one result row is formed, so after the lock is held
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH alongside AS ({query}), written AS ({head} VALUES {row}{tail}) "
+                       f"SELECT (SELECT {pk} FROM written), alongside.*, found.* FROM alongside "
+                       f"LEFT JOIN LATERAL ({joined_sql}) found ON TRUE", [*params, *values, *joined_params])
+        returned = cursor.fetchone()
+    if returned[0] is not None:
+        _written(instance, returned[0])
+    read = returned[1:len(returned) - width]
+    joined = returned[len(returned) - width:]
+    found = None if all(value is None for value in joined) else _joined_row(parts, width, joined)
+    return returned[0] is not None, tuple(read), found
 
 
 def select_row(model, where: str, params: list, *, suffix: str = ""):

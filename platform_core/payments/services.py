@@ -9,8 +9,8 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from platform_core.cache import forget_now_and_on_commit
-from platform_core.db.rows import (batched_writes, insert_row, insert_row_alongside, new_row, select_joined,
-                                   update_row)
+from platform_core.db.rows import (batched_writes, insert_row, insert_row_alongside, insert_row_locking_joined,
+                                   new_row, select_joined, update_row)
 from platform_core.orders.models import Order
 from platform_core.payments.models import Payment, PaymentMethodFee, Refund, WebhookEvent
 from platform_core.payments.selectors import fee_quote, forget_fee_rules, payment_fee_rules, payment_plugin_class
@@ -214,14 +214,21 @@ def record_event(*, provider: str, event: GatewayEvent, account: str = MAIN_ACCO
         with transaction.atomic(), batched_writes():
             inbox = new_row(WebhookEvent, provider=provider, account=account, event_id=event.event_id,
                             kind=event.kind, payload=event.raw)
-            if lock_timeout:  # set by the inbox row's statement, read first: it bounds that row's wait too
-                written, _ = insert_row_alongside(inbox, "SELECT set_config('lock_timeout', %s, true)",
-                                                  [lock_timeout], ignore_conflicts=True)
+            # the lock timeout is read first, so it bounds the waits for the order's lock
+            # and for the inbox row of a parallel delivery of the same event
+            first = ("SELECT set_config('lock_timeout', %s, true)", [lock_timeout]) if lock_timeout \
+                else ("SELECT NULL", [])
+            by_reference = _by_our_reference(provider, event)
+            if by_reference is not None:  # the payment and its order locked by the inbox row's statement
+                written, _, found = insert_row_locking_joined(inbox, *first, *PAYMENT_WITH_ORDER, *by_reference,
+                                                              suffix=LOCK_PAYMENT_WITH_ORDER, ignore_conflicts=True)
             else:
-                written = insert_row(inbox, ignore_conflicts=True)
+                written, _ = insert_row_alongside(inbox, *first, ignore_conflicts=True)
+                found = None
             if not written:
                 return "duplicate"  # a replay, or a parallel delivery that won (it waited for that one)
-            result, payment = _apply(provider, account, event)
+            result, payment = _apply(provider, account, event, tried_reference=by_reference is not None,
+                                     found=found)
             inbox.result, inbox.payment = result, payment
             update_row(inbox, ["result", "payment"])
             return result
@@ -242,33 +249,48 @@ class AccountMismatch(Exception):
     """A genuine event of one merchant account names a payment another account took."""
 
 
-def _payment_for(provider: str, account: str, event: GatewayEvent) -> Payment | None:
-    """The payment the event names, locked with its order (the order first, as refunds
-    lock them), by our reference or else by the gateway's id."""
-    candidates = []
+#: a payment read with its order: (models, joins), and the suffix that locks both
+PAYMENT_WITH_ORDER = ((Order, Payment), "JOIN payments_payment t1 ON t1.order_id = t0.id")
+# one statement; FOR UPDATE locks a joined row's tables in FROM order: the order first
+LOCK_PAYMENT_WITH_ORDER = "ORDER BY t1.id LIMIT 1 FOR UPDATE"
+
+
+def _by_our_reference(provider: str, event: GatewayEvent) -> tuple[str, list] | None:
+    """The condition finding the payment the event names by our reference (its id)."""
     if event.payment_reference.isdigit() and 0 < int(event.payment_reference) < 2**63:
-        candidates.append(("t1.id = %s AND t1.provider = %s", [int(event.payment_reference), provider]))
+        return "t1.id = %s AND t1.provider = %s", [int(event.payment_reference), provider]
+    return None
+
+
+def _payment_for(provider: str, account: str, event: GatewayEvent, *, tried_reference: bool = False,
+                 found: tuple | None = None) -> Payment | None:
+    """The payment the event names, locked with its order (the order first, as refunds
+    lock them), by our reference or else by the gateway's id. ``tried_reference``: the
+    reference was looked up already (with the inbox row), ``found`` is what it found."""
+    candidates = []
+    if not tried_reference and (by_reference := _by_our_reference(provider, event)) is not None:
+        candidates.append(by_reference)
     if event.external_id:
         candidates.append(("t1.provider = %s AND t1.account = %s AND t1.external_id = %s",
                            [provider, account, event.external_id]))
-    payment = None
     for where, params in candidates:
-        # one statement; FOR UPDATE locks a joined row's tables in FROM order: the order first
-        found = select_joined((Order, Payment), "JOIN payments_payment t1 ON t1.order_id = t0.id", where, params,
-                              suffix="ORDER BY t1.id LIMIT 1 FOR UPDATE")
         if found is not None:
-            order, payment = found
-            payment.order = order
             break
+        found = select_joined(*PAYMENT_WITH_ORDER, where, params, suffix=LOCK_PAYMENT_WITH_ORDER)
+    payment = None
+    if found is not None:
+        order, payment = found
+        payment.order = order
     if payment is not None and payment.account != account:
         raise AccountMismatch(f"payment {payment.pk} was taken by account {payment.account!r}, "
                               f"the event was verified for {account!r}")
     return payment
 
 
-def _apply(provider: str, account: str, event: GatewayEvent) -> tuple[str, Payment | None]:
+def _apply(provider: str, account: str, event: GatewayEvent, *, tried_reference: bool = False,
+           found: tuple | None = None) -> tuple[str, Payment | None]:
     """What the event did, in a word, and the payment it names."""
-    payment = _payment_for(provider, account, event)
+    payment = _payment_for(provider, account, event, tried_reference=tried_reference, found=found)
     return _apply_to(payment, provider, event), payment
 
 
