@@ -252,6 +252,30 @@ def test_select_joined_reads_several_models_and_a_missing_left_join_as_none(shop
     assert select_joined((Order, Payment), joins, "t0.id = %s", [-1]) is None
 
 
+def test_an_insert_with_a_locked_joined_read_answers_all_three_in_one_statement(shop, monkeypatch):
+    order = _order("L1")
+    insert_row(order)
+    payment = Payment(order=order, provider="sandbox", amount=100, currency="CNY")
+    insert_row(payment)
+    joined = ((Order, Payment), "JOIN payments_payment t1 ON t1.order_id = t0.id")
+    statements = StatementCounter(monkeypatch)
+    with transaction.atomic():
+        inbox = WebhookEvent(provider="sandbox", account="main", event_id="evt_L1", kind="payment.succeeded")
+        written, read, found = rows.insert_row_locking_joined(
+            inbox, "SELECT current_setting('lock_timeout'), %s::int", [7], *joined, "t1.id = %s", [payment.pk],
+            suffix="ORDER BY t1.id LIMIT 1 FOR UPDATE", ignore_conflicts=True)
+        assert len(statements.work) == 1
+        assert written and inbox.pk and WebhookEvent.objects.get(pk=inbox.pk).event_id == "evt_L1"
+        assert read[1] == 7
+        found_order, found_payment = found
+        assert (found_order.pk, found_payment.pk, found_payment.order_id) == (order.pk, payment.pk, order.pk)
+        # the same event again: not written; a payment that is not there: nothing found
+        again = WebhookEvent(provider="sandbox", account="main", event_id="evt_L1", kind="payment.succeeded")
+        written, _, found = rows.insert_row_locking_joined(again, "SELECT 1", [], *joined, "t1.id = %s", [-1],
+                                                           ignore_conflicts=True)
+        assert (written, again.pk, found) == (False, None, None)
+
+
 def test_a_read_row_is_the_instance_the_orm_would_make(shop):
     from django.db.models import signals
 
