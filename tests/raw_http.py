@@ -30,3 +30,23 @@ def read_request(conn, buffer: bytes = b"") -> tuple[bytes, bytes, bytes] | None
     while len(rest) < length:
         rest += conn.recv(65536)
     return head, rest[:length], rest[length:]
+
+
+def wait_until_serving(base_url: str, process, seconds: float) -> bool:
+    """Poll ``base_url``/healthz until the server answers (any status: a 503 without a
+    worker still answers); False when ``process`` ended or ``seconds`` passed first."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(f"{base_url}/healthz", timeout=2)
+            return True
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)

@@ -8,12 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from contextlib import contextmanager
 
 from tests.bench import _buyers
 from tests.bench._buyers import HOST_DOMAIN, BuyerLoop, payment_succeeded_event  # noqa: F401 - the benchmarks' imports
 from tests.bench._harness import child_env, progress
+from tests.raw_http import wait_until_serving
 
 API_KEY = "sk_sandbox_benchmark000000000000"
 
@@ -129,21 +129,12 @@ def web_server(port: int, workers: int = 4, code_dir: str | None = None, environ
     log_path = os.path.join(os.environ["KAMENG_STATE_DIR"], "web.log")
     progress(f"web server log: {log_path}")
     log = open(log_path, "ab")  # noqa: SIM115 - closed with the server
-    # gunicorn puts its working directory first on sys.path
+    # the server puts its working directory first on sys.path
     process = subprocess.Popen([sys.executable, "-m", "platform_core.cli", "web"], env=env, cwd=code_dir,
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                break
-            except urllib.error.HTTPError:
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("benchmark web server did not start") from None
-                time.sleep(0.2)
+        if not wait_until_serving(f"http://127.0.0.1:{port}", process, 60):
+            raise RuntimeError("benchmark web server did not start")
         progress(f"{env.get('KAMENG_WEB_SERVER') or 'uwsgi'} with {workers} worker processes on port {port}")
         url = ServerURL(f"http://127.0.0.1:{port}")
         url.pid = process.pid

@@ -7,8 +7,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from contextlib import contextmanager
 
 import pytest
@@ -16,6 +14,7 @@ from django.conf import settings
 from django.db import connection, connections
 
 from platform_core import devstack
+from tests.raw_http import wait_until_serving
 
 # Playwright's sync API keeps an event loop on this thread; our ORM calls here are plain
 # synchronous code that Django would otherwise refuse to run next to it.
@@ -69,17 +68,8 @@ def running_web_server(**environment: str):
     served = ServedPort(port)
     served.log_path, served.process = log_path, process
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                break
-            except urllib.error.HTTPError:
-                break  # 503 without a worker is fine: the server answers
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"web server did not start: {served.output()[-2000:]}") from None
-                time.sleep(0.2)
+        if not wait_until_serving(f"http://127.0.0.1:{port}", process, 30):
+            raise RuntimeError(f"web server did not start: {served.output()[-2000:]}")
         yield served
     finally:
         if process.poll() is None:
