@@ -58,7 +58,7 @@ def _represented_by(serializer):
     serializers is represented by its own plan; every other field (date-times, JSON, method
     fields, dotted sources, a missing attribute, a callable value) goes through the field's
     own ``get_attribute`` and ``to_representation``. The answer is compared with DRF's own
-    in tests/api/test_rendering.py. (DRF's general path cost ~5 % of a checkout's CPU.)"""
+    in tests/api/test_rendering_plans.py. (DRF's general path cost ~5 % of a checkout's CPU.)"""
     if isinstance(serializer, serializers.ListSerializer):
         child = serializer.child
         if type(serializer).to_representation is not serializers.ListSerializer.to_representation:

@@ -412,7 +412,7 @@ def insert_row_locking_joined(instance, query: str, params: list, models: tuple,
     of a lock timeout), :func:`select_joined`'s row (``suffix`` may lock it: ``… FOR
     UPDATE``), then :func:`insert_row` of ``instance``. Returns whether the row was
     written, ``query``'s row, and the joined row as :func:`select_joined` gives it (None
-    when nothing matched). One round trip where three statements took three."""
+    when nothing matched): one round trip for what took two (decision 0047)."""
     head, row, tail, fields = _insert_parts(type(instance), ignore_conflicts)
     values = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
     joined_sql, parts, width = _joined_sql(tuple(models), joins, where, suffix, ())
