@@ -30,10 +30,13 @@ class UnknownServer(ValueError):
     pass
 
 
-def _backlog() -> int:
+SOMAXCONN = Path("/proc/sys/net/core/somaxconn")
+
+
+def _backlog(limit_file: Path = SOMAXCONN) -> int:
     # uWSGI refuses to start with a listen queue above the kernel's limit
     try:
-        limit = int(Path("/proc/sys/net/core/somaxconn").read_text())
+        limit = int(limit_file.read_text())
     except (OSError, ValueError):
         return 128
     return max(16, min(BACKLOG, limit))

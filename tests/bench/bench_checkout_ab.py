@@ -17,8 +17,9 @@ Figures (medians over the rounds): ``checkout_ab.{base,this}_web_cpu_ms_per_orde
 ``BENCH_AB_BUYERS`` concurrent buyers (12). ``BENCH_BASE_ENV`` / ``BENCH_THIS_ENV``
 (``"NAME=value NAME=value"``) set variables for one side's web server: on a clean tree,
 ``BENCH_BASE_ENV=KAMENG_WEB_SERVER=gunicorn`` compares the two web servers on the same
-code; ``BENCH_BASE_ENV=KAMENG_DB_PREPARED_STATEMENTS=0`` a switch. The database is migrated once, by this
-checkout: the base may lack migrations this checkout adds, but not have others.
+code, ``BENCH_BASE_ENV=KAMENG_DB_PREPARED_STATEMENTS=0`` a switch. The database is
+migrated once, by this checkout: the base may lack migrations this checkout adds, but
+not have others.
 """
 from __future__ import annotations
 

@@ -129,3 +129,12 @@ def test_a_server_that_hangs_up_mid_answer_is_an_error():
     outcomes = loop.run(["a@example.com"])
     listener.close()
     assert outcomes.errors == 1 and "mid-answer" in outcomes.first_error and outcomes.paid == 0
+
+
+def test_a_server_that_is_not_there_is_an_error_not_a_hang():
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()  # nothing listens there any more
+    loop = BuyerLoop(f"http://127.0.0.1:{port}", "tok", 1, "sk_sandbox_wire0000000000000000", shop_host="h")
+    outcomes = loop.run(["a@example.com", "b@example.com"], timeout=10)
+    assert (outcomes.errors, outcomes.paid) == (2, 0) and "connect" in outcomes.first_error
