@@ -366,3 +366,67 @@ def test_keys_taken_in_advance_let_the_rows_insert_wait_for_the_next_statement(s
     # a key taken is never handed out again by the table's own default
     later = OrderEvent.objects.create(order=order, kind="later")
     assert later.pk > max(keys)
+
+
+def _every_concrete_field():
+    from django.apps import apps
+
+    return [(model, field) for model in apps.get_models() for field in model._meta.concrete_fields]
+
+
+@pytest.mark.parametrize("value", [0, 7, -3, 2**40, "", "中文 x", True, False, None])
+def test_values_prepared_directly_are_exactly_what_each_field_would_prepare(value):
+    # every field of every model whose values the plan prepares itself: the field's own
+    # path answers the same value, of the same type (psycopg's Int4/Int8 wrappers
+    # included: they fix the parameters' types)
+    checked = 0
+    for model, field in _every_concrete_field():
+        plan = rows._value_plan((field,))
+        if plan[0][2] is None or not (value is None or type(value) is plan[0][2]):
+            continue
+        instance = model.__new__(model)
+        instance.__dict__[field.attname] = value
+        (prepared,) = rows._db_values(plan, instance, False)
+        expected = field.get_db_prep_save(value, connection)
+        assert prepared == expected and type(prepared) is type(expected), (model, field.name)
+        checked += 1
+    assert checked > 20
+
+
+def test_values_of_other_kinds_and_fields_that_convert_go_through_the_field(shop):
+    from django.db import models
+
+    kinds = {f.name: rows._value_plan((f,))[0][2] for f in Order._meta.concrete_fields}
+    assert (kinds["id"], kinds["total"], kinds["number"], kinds["customer"]) == (int, int, str, int)
+    # JSON, date-times and network addresses are always prepared by their fields
+    assert kinds["ip"] is kinds["reserved_until"] is kinds["created_at"] is None
+    assert rows._value_plan((OrderEvent._meta.get_field("data"),))[0][2] is None
+
+    class Shouting(models.CharField):
+        def to_python(self, value):
+            return None if value is None else str(value).upper()
+
+    class Labelled(models.IntegerField):
+        def get_prep_value(self, value):
+            return 0 if value is None else int(value) + 1
+
+    for custom in (Shouting(max_length=5), Labelled()):
+        custom.set_attributes_from_name("x")
+        assert rows._value_plan((custom,))[0][2] is None
+
+    # an order whose values are not of their fields' kinds is written as the ORM writes it
+    order = _order("K1", ip="192.0.2.9", reserved_until=timezone.now())
+    order.subtotal, order.total, order.language = "250", 250.0, 8
+    plan = rows._insert_parts(Order, False)[3]
+    values = dict(zip([step[0] for step in plan], rows._db_values(plan, order, True), strict=True))
+    for name in ("subtotal", "total", "language", "ip", "reserved_until"):
+        field = Order._meta.get_field(name)
+        expected = field.get_db_prep_save(getattr(order, name), connection)
+        assert values[name] == expected and type(values[name]) is type(expected), name
+    assert values["subtotal"] == 250 and values["language"] == "8"
+    assert values["created_at"] is not None  # auto_now_add: pre_save stamps it
+    assert insert_row(order) is True
+    assert Order.objects.filter(pk=order.pk, subtotal=250, total=250).exists()
+    event = OrderEvent(order=order, kind="order.created", data={"n": 1})
+    insert_row(event)
+    assert OrderEvent.objects.get(pk=event.pk).order_id == order.pk
