@@ -402,19 +402,19 @@ class OrderListApi(GenericAPIView):
                 self._same_request_or_409(existing, lines)
                 return Response(s.OrderDetailOutput(existing).data, status=status.HTTP_200_OK)
         renames = [(r"^sku$", "lines.sku_id"), (r"^quantity$", "lines.quantity"), (r"^account$", "lines.account")]
-        prepared = {}
+        prepared, within_transaction, within_transaction_keys = {}, None, ()
         if values.get("payment"):
-            from api.payment_views import payment_prepared_with_order
+            from api.payment_views import PAYMENT_KEY, payment_prepared_with_order
 
             within_transaction = payment_prepared_with_order(values["payment"]["provider"], prepared)
-        else:
-            within_transaction = None
+            within_transaction_keys = PAYMENT_KEY
         try:
             with api_field_names(renames):
                 order = orders.order_place(lines=lines, contact=values["contact"],
                                            query_password=values["query_password"], idempotency_key=stored_key,
                                            actor=getattr(request.user, "email", "api"),
-                                           language=request.tenant.language, within_transaction=within_transaction)
+                                           language=request.tenant.language, within_transaction=within_transaction,
+                                           within_transaction_keys=within_transaction_keys)
         except orders.OrderError as exc:  # name the line whose SKU is not ours (checked only on failure)
             if exc.code == "not_found" and exc.line is not None \
                     and catalog_selectors.sku_get(sku_id=lines[exc.line].sku_id) is None:

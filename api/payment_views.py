@@ -43,18 +43,25 @@ class OrderPaymentStartApi(APIView):
         return Response(body, status=code)
 
 
+#: order_place's within_transaction_keys for payment_prepared_with_order
+PAYMENT_KEY = (Payment,)
+
+
 def payment_prepared_with_order(provider: str, prepared: dict):
     """For placing an order with ``payment``: a ``within_transaction`` for order_place
-    that writes the order's pending payment in the order's own transaction (no second
-    transaction, no second lock of the new order), into ``prepared`` (order id ->
-    PreparedPayment). A method that cannot take the order writes nothing: the order
-    stands, and starting the payment afterwards gives the answer with the reason."""
+    (with ``within_transaction_keys=PAYMENT_KEY``) that writes the order's pending
+    payment in the order's own transaction (no second transaction, no second lock of
+    the new order; its INSERT goes to the database with the key claim), into
+    ``prepared`` (order id -> PreparedPayment). A method that cannot take the order
+    writes nothing: the order stands, and starting the payment afterwards gives the
+    answer with the reason."""
 
-    def prepare(order: Order) -> None:
-        if order.status != Order.Status.PENDING_PAYMENT:  # free, delivered at once
+    def prepare(order: Order, keys: dict) -> None:
+        if order.total == 0:  # free: delivered once its stock is reserved, nothing to pay
             return
         try:
-            prepared[order.pk] = payment_prepare(order=order, provider_slug=provider, placed_now=True)
+            prepared[order.pk] = payment_prepare(order=order, provider_slug=provider, placed_now=True,
+                                                 key=keys[Payment])
         except (UnknownProvider, PaymentError):
             pass  # raised before anything was written; payment_start says why
 

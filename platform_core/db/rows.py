@@ -251,6 +251,13 @@ def new_keys_sql(model) -> str:
             f"FROM generate_series(1, %s))")
 
 
+def new_key_sql(model) -> str:
+    """An SQL expression taking one new primary key of ``model`` from its sequence (see
+    :func:`new_keys_sql`)."""
+    meta = model._meta
+    return f"nextval(pg_get_serial_sequence('{meta.db_table}', '{meta.pk.column}'))"
+
+
 def insert_rows(instances: list, *, returning: bool = True, keyed: bool = False) -> None:
     """INSERT several instances of one model in one statement and set their keys
     (``returning=False``: as for :func:`insert_row`). ``keyed``: each instance has its

@@ -16,12 +16,13 @@ from datetime import timedelta
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from billing.limits import limit_refusal
 from platform_core.audit.services import audit_record
-from platform_core.db.rows import (batched_writes, insert_row, insert_row_alongside, insert_rows, new_keys_sql,
-                                   new_row, select_joined, select_rows, update_row, with_held_writes)
+from platform_core.db.rows import (batched_writes, insert_row, insert_row_alongside, insert_rows, new_key_sql,
+                                   new_keys_sql, new_row, select_joined, select_rows, update_row, with_held_writes)
 from platform_core.money import format_minor
 from platform_core.catalog.models import SKU, Product
 from platform_core.inventory.models import CardKey, DeliveredKey
@@ -174,15 +175,20 @@ def _has_loop_key(sku: SKU) -> bool:
 
 def order_place(*, lines: list[LineRequest], contact: str, query_password: str = "", customer=None,
                 ip: str | None = None, idempotency_key: str | None = None, language: str = "zh-hans",
-                actor: str = "", within_transaction: Callable[[Order], None] | None = None) -> Order:
+                actor: str = "", within_transaction: Callable[[Order, dict], None] | None = None,
+                within_transaction_keys: tuple[type[Model], ...] = ()) -> Order:
     """Validate everything, reserve stock for the reservation window, create the order.
 
     ``idempotency_key`` returns the order made earlier with the same key; callers must
     namespace keys per channel and check the returned order belongs to the same buyer
-    (the API and the storefront do). ``within_transaction(order)`` runs once the stock
-    is reserved, before the order commits: what it writes commits or rolls back with the
-    order (the API writes the order's payment there). It is not called for an order the
-    idempotency key found."""
+    (the API and the storefront do). ``within_transaction(order, keys)`` runs once the
+    order's row is written, before its stock is reserved and before it commits: what it
+    writes commits or rolls back with the order (the API writes the order's payment
+    there). ``keys`` holds a new primary key for each model of
+    ``within_transaction_keys``, taken with the order's own INSERT: a row given its key
+    in advance is held (``insert_rows(…, keyed=True)``) and goes to the database with
+    the key claim instead of on its own. It is not called for an order the idempotency
+    key found."""
     if idempotency_key:
         existing = Order.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
@@ -243,9 +249,11 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
             # the buyer's unpaid orders are counted by the same statement (after the locks),
             # which also takes the lines' keys, so their INSERT can travel with the key claim
             counted, counted_params = _open_orders_query(contact_value, ip)
+            taken = "".join(f", {new_key_sql(model)}" for model in within_transaction_keys)
             written, (*open_orders, line_keys) = insert_row_alongside(
-                order, f"SELECT counted.*, {new_keys_sql(OrderLine)} FROM ({counted}) counted",
+                order, f"SELECT counted.*{taken}, {new_keys_sql(OrderLine)} FROM ({counted}) counted",
                 [len(priced), *counted_params], ignore_conflicts=True)
+            open_orders, advance_keys = open_orders[:2], dict(zip(within_transaction_keys, open_orders[2:], strict=True))
             _check_open_order_limits(rules, open_orders)  # refused: the rollback takes the new row back
             if written:
                 break
@@ -262,6 +270,8 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
         insert_rows(placed_lines, keyed=True)  # held: it goes to the database with the first key claim
         created = _event(order, "", S.PENDING_PAYMENT, "order.created", actor=actor,
                          data={"total": subtotal, "lines": len(priced)})
+        if within_transaction is not None:
+            within_transaction(order, advance_keys)
         for line, (sku, quantity, _, _) in zip(placed_lines, priced, strict=True):
             if sku.product.type == Product.Type.CARD_KEY:
                 reserved = _reserve(line, sku, quantity, until)
@@ -271,8 +281,6 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
                                      code="out_of_stock", status=409)
         if order.total == 0:  # free items need no payment: deliver at once
             order_mark_paid(order=order, payment=None, actor="system")
-        if within_transaction is not None:
-            within_transaction(order)
     # what the new order holds, so a caller can show it without reading it back
     order.placed_lines, order.placed_events = placed_lines, [created]
     return order

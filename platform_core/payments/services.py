@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from platform_core.cache import forget_now_and_on_commit
 from platform_core.db.rows import (batched_writes, insert_row, insert_row_alongside, insert_row_locking_joined,
-                                   new_row, select_joined, update_row)
+                                   insert_rows, new_row, select_joined, update_row)
 from platform_core.orders.models import Order
 from platform_core.payments.models import Payment, PaymentMethodFee, Refund, WebhookEvent
 from platform_core.payments.selectors import fee_quote, forget_fee_rules, payment_fee_rules, payment_plugin_class
@@ -102,11 +102,14 @@ class PreparedPayment:
     payment: Payment
 
 
-def payment_prepare(*, order: Order, provider_slug: str, placed_now: bool = False) -> PreparedPayment:
+def payment_prepare(*, order: Order, provider_slug: str, placed_now: bool = False,
+                    key: int | None = None) -> PreparedPayment:
     """Inside a transaction: check ``provider_slug`` can take ``order`` and write its
     pending payment. ``placed_now``: the order was placed in this same transaction
     (order_place's ``within_transaction``), so nobody else can see it yet: it needs no
-    lock and no re-reading, and the payment commits or rolls back with it."""
+    lock and no re-reading, and the payment commits or rolls back with it. ``key``: the
+    payment's primary key, taken in advance (order_place's ``within_transaction_keys``):
+    inside ``batched_writes`` its INSERT is held and goes with the next statement."""
     provider = provider_for(provider_slug, order)
     candidates = provider.accounts_to_try()
     if not candidates:
@@ -131,7 +134,11 @@ def payment_prepare(*, order: Order, provider_slug: str, placed_now: bool = Fals
     payment = new_row(Payment, order=locked, provider=provider.slug, account=candidates[0].account_key,
                       amount=quote.amount, currency=locked.currency, fee=quote.fee,
                       fee_paid_by_buyer=quote.passed_to_buyer)
-    insert_row(payment)
+    if key is None:
+        insert_row(payment)
+    else:
+        payment.pk = key
+        insert_rows([payment], keyed=True)
     return PreparedPayment(provider, candidates, payment)
 
 

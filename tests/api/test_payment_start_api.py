@@ -156,10 +156,24 @@ def test_an_order_placed_with_payment_writes_both_in_one_transaction(alpha, alic
         assert again.status_code == 201, again.content
         assert (again.json()["payment"]["fee"], again.json()["payment"]["amount"]) == (50, 1050)
 
-        sold_out = place(sku.pk, "late@example.com")
-        assert sold_out.status_code == 409
+        with tenant_context(alpha):  # the keys taken in advance are the rows' own, in the order they were made
+            made = list(Payment.objects.order_by("id").values_list("id", "order__number"))
+        assert made == [(payment["payment_id"], placed.json()["number"]),
+                        (again.json()["payment"]["payment_id"], again.json()["number"])]
+
         with tenant_context(alpha):
-            assert Payment.objects.count() == 2 and not Order.objects.filter(contact="late@example.com").exists()
+            add_keys(sku, ["THIRD-KEY"])
+        # the payment's INSERT went to the database with the key claim that found too few keys
+        short = place(sku.pk, "short@example.com", quantity=2)
+        assert short.status_code == 409 and "Only 1 left" in short.json()["detail"], short.content
+        last_key = place(sku.pk, "late@example.com")
+        assert last_key.status_code == 201, last_key.content
+        assert place(sku.pk, "later@example.com").status_code == 409
+        with tenant_context(alpha):
+            assert Payment.objects.count() == 3
+            assert not Order.objects.filter(contact__in=["short@example.com", "later@example.com"]).exists()
+            sku.refresh_from_db()
+            assert (sku.available_count, sku.reserved_count) == (0, 3)
 
         gift = place(free.pk, "gift@example.com")
         assert gift.status_code == 201, gift.content

@@ -19,8 +19,8 @@ from tests.payments.conftest import enable_sandbox, make_stock
 
 #: statements through Django's cursors, BEGIN/COMMIT aside (tests run in a transaction,
 #: so each transaction shows as a SAVEPOINT and a RELEASE here: two per transaction)
-PLACE_STATEMENTS = 10  # the test shop's plan has an order limit: one count of this month's orders;
-#: the payment is written in the order's own transaction
+PLACE_STATEMENTS = 9  # the test shop's plan has an order limit: one count of this month's orders;
+#: the payment is written in the order's own transaction, its INSERT with the key claim
 WEBHOOK_STATEMENTS = 6  # the inbox row, the lock timeout and the locked payment and order: one statement
 #: cache reads per request: the route, and the plugins and plan of the shop it named last time, in one MGET
 CACHE_READS = ["MGET"]
