@@ -6,10 +6,12 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import shutil
 import socket
 import tempfile
 import threading
+from http import HTTPStatus
 from pathlib import Path
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
@@ -27,6 +29,45 @@ def default_db_path() -> Path:
 
 #: an idle kept-alive connection is closed after this many seconds
 IDLE_SECONDS = 30
+
+
+#: limits of a request head, as the standard library's: a longer line, or more fields, is 431
+MAX_HEADER_LINE = 65536
+MAX_HEADER_FIELDS = 100
+_HTTP_VERSION = re.compile(r"HTTP/(\d{1,10})\.(\d{1,10})")
+
+
+class RequestHeaders:
+    """A request's header fields, found by name in any case: what the handler and
+    wsgiref's environ need of ``email.message.Message``, which the standard library's
+    handler builds with the ``email`` parser (~30 % of the gateway's CPU per request)."""
+
+    __slots__ = ("_fields", "_first")
+
+    def __init__(self, fields: list[tuple[str, str]]):
+        self._fields = fields
+        self._first: dict[str, str] = {}
+        for name, value in fields:
+            self._first.setdefault(name.lower(), value)
+
+    def get(self, name: str, default=None):
+        return self._first.get(name.lower(), default)
+
+    def __getitem__(self, name: str):
+        return self._first.get(name.lower())
+
+    def __contains__(self, name: str) -> bool:
+        return name.lower() in self._first
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._fields)
+
+    def get_all(self, name: str, failobj=None):
+        found = [value for field, value in self._fields if field.lower() == name.lower()]
+        return found or failobj
+
+    def get_content_type(self) -> str:
+        return (self.get("Content-Type") or "text/plain").split(";", 1)[0].strip().lower()
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -80,6 +121,57 @@ class _QuietHandler(WSGIRequestHandler):
         handler.request_handler = self  # backpointer for logging
         handler.run(self.server.get_app())
         self.wfile.flush()
+
+    def parse_request(self) -> bool:
+        """The request line and head, as ``BaseHTTPRequestHandler.parse_request`` reads
+        them for HTTP/1.0 and 1.1 (anything else is refused: 505 for another version,
+        400 for no version), with the fields read line by line (RequestHeaders). A
+        folded field line (obs-fold) is refused with 400, as RFC 9112 allows; a field
+        line over 64 KB, or over 100 fields, with 431. False: an error was sent."""
+        self.command = None
+        self.request_version = self.default_request_version
+        self.close_connection = True
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = self.requestline.split()
+        if not words:
+            return False
+        version = _HTTP_VERSION.fullmatch(words[-1]) if len(words) == 3 else None
+        if version is None:
+            self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request syntax ({self.requestline!r})")
+            return False
+        if version.group(1, 2) not in (("1", "0"), ("1", "1")):
+            self.send_error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, f"Invalid HTTP version ({words[-1]})")
+            return False
+        self.command, self.path, self.request_version = words
+        if self.path.startswith("//"):
+            self.path = "/" + self.path.lstrip("/")  # as the standard library: one leading slash
+        fields = []
+        while True:
+            line = self.rfile.readline(MAX_HEADER_LINE + 1)
+            if len(line) > MAX_HEADER_LINE:
+                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long")
+                return False
+            if line in (b"\r\n", b"\n", b""):
+                break
+            if len(fields) == MAX_HEADER_FIELDS:
+                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers")
+                return False
+            name, colon, value = str(line, "iso-8859-1").partition(":")
+            if not colon or not name or name != name.strip():  # no name, a folded line, space before ':'
+                self.send_error(HTTPStatus.BAD_REQUEST, "Bad header line")
+                return False
+            fields.append((name, value.strip()))
+        self.headers = RequestHeaders(fields)
+        self.close_connection = self.request_version != "HTTP/1.1"
+        connection = self.headers.get("Connection", "").lower()
+        if connection == "close":
+            self.close_connection = True
+        elif connection == "keep-alive":
+            self.close_connection = False
+        if self.headers.get("Expect", "").lower() == "100-continue" and self.request_version == "HTTP/1.1":
+            self.handle_expect_100()
+            self.wfile.flush()  # the client waits for it before it sends the body
+        return True
 
     def log_message(self, format, *args):  # access log through logging, not raw stderr
         logger.info("%s %s", self.address_string(), format % args)

@@ -146,3 +146,93 @@ def test_a_write_without_a_key_is_not_sent_twice(hangs_up_once, fresh_connection
     # the next call opens a new connection
     assert sandbox._http_call("GET", f"{url}/v1/payments/x", form=None, headers={})[0] == 200
     assert hangs_up_once["connections"] == 2
+
+
+@pytest.fixture
+def echoing_server():
+    """The gateway's HTTP server around a WSGI app that answers the environ's request
+    fields as JSON: what the gateway's app sees of a request head."""
+    import json
+
+    from sandbox_gateway.server import create_server
+
+    class Echo:
+        def __call__(self, environ, start_response):
+            seen = {k: v for k, v in environ.items() if k.startswith("HTTP_") or k in (
+                "CONTENT_TYPE", "CONTENT_LENGTH", "REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "SERVER_PROTOCOL")}
+            if environ.get("CONTENT_LENGTH"):
+                seen["body"] = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"])).decode()
+            body = json.dumps(seen).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+
+        def close(self):
+            pass
+
+    server = create_server("127.0.0.1", 0, app=Echo())
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    yield server
+    server.stop()
+
+
+def _exchange(server, request: bytes) -> bytes:
+    """Everything the server sends for ``request`` until it closes the connection."""
+    with socket.create_connection(server.server_address, timeout=5) as raw:
+        raw.sendall(request)
+        received = b""
+        while chunk := raw.recv(65536):
+            received += chunk
+    return received
+
+
+def test_the_request_head_reaches_the_app_as_wsgiref_gives_it(echoing_server):
+    import json
+
+    answer = _exchange(echoing_server, b"POST //v1/echo?x=1&y=%20 HTTP/1.1\r\nhost: gw\r\nX-Thing: one\r\n"
+                                       b"x-thing:two  \r\nCONTENT-TYPE: application/x-www-form-urlencoded\r\n"
+                                       b"Content-Length: 3\r\nAuthorization:Bearer k\r\nConnection: close\r\n\r\nabc")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert json.loads(body) == {
+        "REQUEST_METHOD": "POST", "PATH_INFO": "/v1/echo", "QUERY_STRING": "x=1&y=%20",
+        "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "gw", "HTTP_X_THING": "one,two",  # repeated: joined
+        "CONTENT_TYPE": "application/x-www-form-urlencoded", "CONTENT_LENGTH": "3", "HTTP_AUTHORIZATION": "Bearer k",
+        "HTTP_CONNECTION": "close", "body": "abc"}
+    # no Content-Type: text/plain, as wsgiref says
+    untyped = json.loads(_exchange(echoing_server, b"GET /v1/echo HTTP/1.0\r\n\r\n").partition(b"\r\n\r\n")[2])
+    assert untyped["CONTENT_TYPE"] == "text/plain" and untyped["SERVER_PROTOCOL"] == "HTTP/1.0"
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    (b"GET /v1/echo\r\n\r\n", b"400"),  # no version (HTTP/0.9)
+    (b"GET /v1/echo HTTQ/1.1\r\n\r\n", b"400"),
+    (b"GET /v1/echo HTTP/2.0\r\n\r\n", b"505"),
+    (b"GET /v1/echo HTTP/1.1\r\nX-Folded: a\r\n b\r\n\r\n", b"400"),  # obs-fold
+    (b"GET /v1/echo HTTP/1.1\r\nNo colon here\r\n\r\n", b"400"),
+    (b"GET /v1/echo HTTP/1.1\r\nX-Space : a\r\n\r\n", b"400"),
+    (b"GET /v1/echo HTTP/1.1\r\n: nameless\r\n\r\n", b"400"),
+    (b"GET /v1/echo HTTP/1.1\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n", b"431"),
+    (b"GET /v1/echo HTTP/1.1\r\n" + b"".join(b"X-%d: v\r\n" % n for n in range(101)) + b"\r\n", b"431"),
+])
+def test_a_malformed_request_head_is_refused_and_the_connection_closed(echoing_server, request_bytes, status):
+    answer = _exchange(echoing_server, request_bytes)  # returns only once the server closed
+    # without a version it could answer in, the server sends the page alone (as HTTP/0.9)
+    assert b"Error code: " + status in answer and b"HTTP_" not in answer, answer[:300]
+    assert answer.startswith(b"HTTP/1.1 " + status) == (b"HTTP/1." in request_bytes.split(b"\r\n")[0]
+                                                         and status != b"505")
+
+
+def test_keep_alive_and_expect_100_continue_as_http_1_1_asks(echoing_server):
+    with socket.create_connection(echoing_server.server_address, timeout=5) as raw:
+        # 100 fields is the most a head may carry; HTTP/1.0 asking to keep the connection keeps it
+        raw.sendall(b"GET /v1/echo HTTP/1.0\r\nConnection: keep-alive\r\n"
+                    + b"".join(b"X-%d: v\r\n" % n for n in range(99)) + b"\r\n")
+        head, body, rest = read_request(raw)
+        assert head.startswith(b"HTTP/1.0 200") and b'"HTTP_X_98": "v"' in body
+        raw.sendall(b"POST /v1/echo HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+        interim = raw.recv(65536)
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n"), interim
+        raw.sendall(b"ok")
+        head, body, _ = read_request(raw, interim.partition(b"\r\n\r\n")[2] + rest)
+        assert head.startswith(b"HTTP/1.1 200") and b'"CONTENT_LENGTH": "2"' in body
