@@ -192,6 +192,9 @@ def test_late_payment_after_expiry_waits_for_stock_then_is_delivered_on_import(s
     pay(late)
     late.refresh_from_db()
     assert late.status == "awaiting_stock"
+    # paid and waiting, written once: the payment's fields with the new status
+    assert late.paid_at is not None and late.payment_method == "test-pay" and late.delivered_at is None
+    assert [e.to_status for e in late.events.order_by("id")][-2:] == ["paid", "awaiting_stock"]
     add_keys(sku, ["FRESH-1"])
     assert services.orders_fulfil_awaiting_stock(sku_id=sku.pk) == 1
     late.refresh_from_db()

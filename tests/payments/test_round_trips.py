@@ -65,6 +65,8 @@ def test_a_paid_order_stays_within_its_round_trip_budget(alpha, alice, gateway, 
     hook_redis = list(redis_commands)
     assert len(place_statements) <= PLACE_STATEMENTS, "\n".join(place_statements)
     assert len(hook_statements) <= WEBHOOK_STATEMENTS, "\n".join(hook_statements)
+    # paid and delivered in one transaction: the order's row is written once, with both
+    assert sum(s.count('UPDATE "orders_order"') for s in hook_statements) == 1, "\n".join(hook_statements)
     reads = ("GET", "MGET")  # the webhook also queues the e-mail with the keys (the broker's own commands)
     assert [c for c in place_redis if c in reads] == CACHE_READS, place_redis
     assert [c for c in hook_redis if c in reads] == CACHE_READS, hook_redis
@@ -72,6 +74,9 @@ def test_a_paid_order_stays_within_its_round_trip_budget(alpha, alice, gateway, 
     with tenant_context(alpha):
         order = Order.objects.get(number=placed.json()["number"])
         assert order.status == "delivered" and order.events.count() == 3
+        assert order.payment_method == "sandbox" and order.paid_at <= order.delivered_at
+        assert [(e.from_status, e.to_status) for e in order.events.order_by("id")] == [
+            ("", "pending_payment"), ("pending_payment", "paid"), ("paid", "delivered")]
         delivered = DeliveredKey.objects.get(order_line__order=order)
         assert CardKey.objects.get(pk=delivered.card_key_id).status == "sold"
         sku.refresh_from_db()

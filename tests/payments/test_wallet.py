@@ -59,6 +59,9 @@ def test_top_up_through_the_sandbox_credits_the_wallet(wallet_shop, customer, br
     order.refresh_from_db()
     customer.refresh_from_db()
     assert order.status == Order.Status.COMPLETED
+    assert order.paid_at is not None and order.payment_method == "sandbox"  # one write, paid and completed
+    assert [(e.from_status, e.to_status) for e in order.events.order_by("id")][1:] == [
+        ("pending_payment", "paid"), ("paid", "completed")]
     assert customer.wallet_balance == 5000
     entry = WalletEntry.objects.get(customer=customer)
     assert (entry.kind, entry.amount, entry.balance_after, entry.order_id) == ("topup", 5000, 5000, order.pk)
