@@ -17,57 +17,10 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from plugins.payments.sandbox.wire import parse_answer
+from plugins.payments.sandbox.wire import request_bytes as http_request
+
 HOST_DOMAIN = "kameng.test"  # PLATFORM_DOMAIN of the test settings
-
-
-def http_request(method: str, path: str, host: str, headers: dict[str, str], body: bytes = b"") -> bytes:
-    """The bytes of one HTTP/1.1 request."""
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}",
-             *(f"{name}: {value}" for name, value in headers.items())]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-def parse_answer(buffer: bytes, *, at_end: bool = False) -> tuple[int, bytes, bytes, bool] | None:
-    """One whole HTTP answer at the start of ``buffer``: (status, body, what follows, whether
-    the server closes the connection), or None while more bytes are needed. The body is
-    sized by Content-Length, chunked, or (``at_end``: the server closed) all that came."""
-    head_end = buffer.find(b"\r\n\r\n")
-    if head_end < 0:
-        return None
-    status_line, *header_lines = buffer[:head_end].split(b"\r\n")
-    status = int(status_line.split(b" ", 2)[1])
-    headers = {}
-    for line in header_lines:
-        name, _, value = line.partition(b":")
-        headers[name.strip().lower()] = value.strip()
-    closes = headers.get(b"connection", b"").lower() == b"close"
-    rest = buffer[head_end + 4:]
-    if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
-        parts, position = [], 0
-        while True:
-            line_end = rest.find(b"\r\n", position)
-            if line_end < 0:
-                return None
-            size = int(rest[position:line_end].split(b";")[0], 16)
-            if size == 0:
-                trailers_end = rest.find(b"\r\n\r\n", line_end)
-                if rest[line_end:line_end + 4] == b"\r\n\r\n":
-                    trailers_end = line_end
-                if trailers_end < 0:
-                    return None
-                return status, b"".join(parts), rest[trailers_end + 4:], closes
-            if len(rest) < line_end + 2 + size + 2:
-                return None
-            parts.append(rest[line_end + 2:line_end + 2 + size])
-            position = line_end + 2 + size + 2
-    if b"content-length" in headers:
-        length = int(headers[b"content-length"])
-        if len(rest) < length:
-            return None
-        return status, rest[:length], rest[length:], closes
-    if status in (204, 304) or 100 <= status < 200:
-        return status, b"", rest, closes
-    return (status, rest, b"", True) if at_end else None  # the body runs to the end of the connection
 
 
 def signed_webhook(event: dict, api_key: str) -> tuple[bytes, dict[str, str]]:
