@@ -245,6 +245,10 @@ CACHES = {
         "KEY_PREFIX": "kameng",
     }
 }
+# a web process answers the keys every shop request reads first (its route, enabled
+# plugins, plan) from its own memory for this long; a write through the same process
+# forgets them at once, another process's is seen within it (decision 0048). 0: off
+KAMENG_CACHE_PROCESS_SECONDS = float(os.environ.get("KAMENG_CACHE_PROCESS_SECONDS", "1"))
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 SESSION_COOKIE_NAME = "kameng_session"
 SESSION_COOKIE_HTTPONLY = True

@@ -3,6 +3,7 @@ for the rest of it, the request's own writes are read back at once, and outside 
 request every read goes to Redis."""
 from __future__ import annotations
 
+import pytest
 import redis
 from django.conf import settings
 from django.core.cache import cache
@@ -92,17 +93,16 @@ def test_enabling_a_plugin_takes_effect_in_the_next_request(alpha, alice):
     assert "Closed for the holidays" in storefront.get("/").content.decode()
 
 
-def test_a_host_reads_its_route_and_its_shops_keys_in_one_round_trip_and_follows_a_move(alpha, bravo, monkeypatch):
-    """Host routing guesses the shop's keys from the host's last request; when the host
-    now routes to another shop, that shop's own keys are read, never the old one's."""
+@pytest.fixture
+def requests_of_a_host(monkeypatch):
+    """``request_for(host, shop)``: what a request's host routing reads (the route, then
+    the shop's keys) and the shop's enabled plugins it then gets, with the Redis commands
+    it sent."""
     from django.db import connection
 
     from platform_core.cache import prefetch_for_shop, prefetch_route
     from plugins.hooks import ENABLED_CACHE_KEY
 
-    for shop in (alpha, bravo):
-        connection.set_tenant(shop)
-        cache.set(ENABLED_CACHE_KEY, [f"{shop.slug} rows"])
     sent = []
     original = redis.Redis.execute_command
     monkeypatch.setattr(redis.Redis, "execute_command",
@@ -117,11 +117,106 @@ def test_a_host_reads_its_route_and_its_shops_keys_in_one_round_trip_and_follows
             prefetch_for_shop(shop, host)
             return cache.get(ENABLED_CACHE_KEY), list(sent)
 
+    yield request_for
+    connection.set_schema_to_public()
+
+
+def _enabled_rows(shop, rows) -> None:
+    from django.db import connection
+
+    from plugins.hooks import ENABLED_CACHE_KEY
+
+    connection.set_tenant(shop)
+    cache.set(ENABLED_CACHE_KEY, rows)
+    connection.set_schema_to_public()
+
+
+def test_a_host_reads_its_route_and_its_shops_keys_in_one_round_trip_and_follows_a_move(alpha, bravo, settings,
+                                                                                       requests_of_a_host):
+    """Host routing guesses the shop's keys from the host's last request; when the host
+    now routes to another shop, that shop's own keys are read, never the old one's."""
+    settings.KAMENG_CACHE_PROCESS_SECONDS = 0  # every request asks Redis
+    for shop in (alpha, bravo):
+        _enabled_rows(shop, [f"{shop.slug} rows"])
+    request_for = requests_of_a_host
     assert request_for("shop.example.org", alpha) == (["alpha rows"], ["MGET", "MGET"])  # nothing to guess yet
     assert request_for("shop.example.org", alpha) == (["alpha rows"], ["MGET"])
     assert request_for("shop.example.org", bravo) == (["bravo rows"], ["MGET", "MGET"])  # the domain moved
     assert request_for("shop.example.org", bravo) == (["bravo rows"], ["MGET"])
+
+
+@pytest.fixture
+def process_memory(settings):
+    from platform_core import cache as kameng_cache
+
+    kameng_cache._recently_prefetched.clear()
+    settings.KAMENG_CACHE_PROCESS_SECONDS = 60
+    yield settings
+    kameng_cache._recently_prefetched.clear()
+
+
+def test_a_process_answers_what_every_request_reads_from_memory_until_it_writes_it(alpha, process_memory,
+                                                                                   requests_of_a_host):
+    from django.db import connection
+
+    from plugins.hooks import ENABLED_CACHE_KEY
+
+    request_for = requests_of_a_host
+    _enabled_rows(alpha, ["sandbox"])
+    assert request_for("alpha.example.org", alpha) == (["sandbox"], ["MGET", "MGET"])
+    assert request_for("alpha.example.org", alpha) == (["sandbox"], [])  # no round trip at all
+    # another web process's write: this one keeps what it read, for at most its seconds
+    connection.set_tenant(alpha)
+    _other_process_sets(ENABLED_CACHE_KEY, ["sandbox", "wallet"])
     connection.set_schema_to_public()
+    assert request_for("alpha.example.org", alpha) == (["sandbox"], [])
+    # a write of another key through this process keeps the memory (e.g. the mailer's wake-up)
+    cache.add("orders:mailer-woken", 1, 30)
+    assert request_for("alpha.example.org", alpha) == (["sandbox"], [])
+    # a write of a remembered key through this process is read back by the next request
+    _enabled_rows(alpha, ["wallet"])
+    assert request_for("alpha.example.org", alpha) == (["wallet"], ["MGET"])
+    assert request_for("alpha.example.org", alpha) == (["wallet"], [])
+    cache.clear()  # and a clear forgets everything
+    assert request_for("alpha.example.org", alpha)[1] == ["MGET"]
+
+
+def test_what_a_process_remembers_expires_after_its_seconds(alpha, process_memory, requests_of_a_host):
+    import time
+
+    from django.db import connection
+
+    from plugins.hooks import ENABLED_CACHE_KEY
+
+    process_memory.KAMENG_CACHE_PROCESS_SECONDS = 0.3
+    request_for = requests_of_a_host
+    _enabled_rows(alpha, ["sandbox"])
+    assert request_for("alpha.example.org", alpha)[0] == ["sandbox"]
+    connection.set_tenant(alpha)
+    _other_process_sets(ENABLED_CACHE_KEY, ["wallet"])
+    connection.set_schema_to_public()
+    time.sleep(0.4)
+    assert request_for("alpha.example.org", alpha) == (["wallet"], ["MGET"])
+
+
+def test_a_suspension_by_another_process_reaches_the_storefront_within_the_seconds(alpha, process_memory):
+    """The route a process remembers carries the shop's status: a shop suspended
+    elsewhere is refused here once the seconds have passed (the route is re-read)."""
+    import time
+
+    from django.db import connection
+
+    from tenants.middleware import route_cache_key
+
+    process_memory.KAMENG_CACHE_PROCESS_SECONDS = 0.3
+    storefront = Client(HTTP_HOST="alpha.kameng.test")
+    assert storefront.get("/").status_code == 200
+    connection.set_schema_to_public()  # routes are kept in the public schema's keys
+    suspended = cache.get(route_cache_key("alpha.kameng.test"))
+    suspended.status = "suspended"
+    _other_process_sets(route_cache_key("alpha.kameng.test"), suspended)
+    time.sleep(0.4)
+    assert storefront.get("/").status_code == 403
 
 
 def test_any_key_redis_can_hold_is_stored_without_memcached_warnings(recwarn):
