@@ -189,6 +189,13 @@ def _copier(value) -> Callable[[], Any] | None:
     return None
 
 
+def fresh_copies_of(value) -> Callable[[], Any] | None:
+    """A function making a fresh copy of ``value`` each call (for a value kept per
+    process and handed to each request), or None when ``value`` does not copy cheaply
+    and certainly (see ``_copier``)."""
+    return _copier(value)
+
+
 def _decoded(serializer, raw: bytes):
     copier = _copiers.get(raw)
     if copier is not None:

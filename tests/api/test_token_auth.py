@@ -58,3 +58,65 @@ def test_another_shops_owner_gets_403_here_and_200_at_home(alpha, bravo, bob):
 def test_no_token_is_not_authenticated(alpha):
     response = _get(None)
     assert response.status_code == 401 and response["WWW-Authenticate"] == "Token"
+
+
+@pytest.fixture
+def remembered_for(settings, monkeypatch):
+    """Tokens remembered per process for ``seconds`` (this test's own memory)."""
+    from api import authentication
+
+    monkeypatch.setattr(authentication, "_recently_authenticated", {})
+
+    def remember(seconds):
+        settings.KAMENG_CACHE_PROCESS_SECONDS = seconds
+
+    return remember
+
+
+def test_a_token_read_once_is_remembered_for_the_next_requests(alpha, alice, remembered_for, monkeypatch):
+    from tests.commerce_helpers import StatementCounter
+
+    remembered_for(60)
+    key = Token.objects.create(user=alice).key
+    statements = StatementCounter(monkeypatch)
+    assert _get(f"Token {key}").status_code == 200
+    assert sum("authtoken_token" in sql for sql in statements.sent) == 1
+    statements.clear()
+    assert _get(f"Token {key}").status_code == 200
+    assert not any("authtoken_token" in sql or "tenants_shopmembership" in sql for sql in statements.sent)
+
+
+def test_changes_through_this_process_apply_to_the_next_request_at_once(alpha, bravo, alice, remembered_for):
+    from tenants.models import ShopMembership
+
+    remembered_for(60)
+    token = Token.objects.create(user=alice)
+    header = f"Token {token.key}"
+    assert _get(header).status_code == 200
+    ShopMembership.objects.filter(merchant=alice, shop=alpha).first().delete()  # removed from the shop
+    assert _get(header).status_code == 403
+    ShopMembership.objects.create(merchant=alice, shop=alpha, role="owner")
+    assert _get(header).status_code == 200
+    alice.is_active = False
+    alice.save(update_fields=["is_active"])
+    assert _get(header).status_code == 401
+    alice.is_active = True
+    alice.save(update_fields=["is_active"])
+    assert _get(header).status_code == 200
+    token.delete()
+    assert _get(header).status_code == 401
+    assert _get("Token 0123456789abcdef0123456789abcdef01234567").status_code == 401  # unknown: never kept
+
+
+def test_a_token_revoked_past_this_process_stops_working_within_the_seconds(alpha, alice, remembered_for):
+    import time
+
+    from django.db import connection
+
+    remembered_for(0.3)
+    token = Token.objects.create(user=alice)
+    assert _get(f"Token {token.key}").status_code == 200
+    with connection.cursor() as cursor:  # as another web process would: no signal reaches this one
+        cursor.execute("DELETE FROM authtoken_token WHERE key = %s", [token.key])
+    time.sleep(0.4)
+    assert _get(f"Token {token.key}").status_code == 401

@@ -19,8 +19,10 @@ from tests.payments.conftest import enable_sandbox, make_stock
 
 #: statements through Django's cursors, BEGIN/COMMIT aside (tests run in a transaction,
 #: so each transaction shows as a SAVEPOINT and a RELEASE here: two per transaction)
-PLACE_STATEMENTS = 9  # the test shop's plan has an order limit: one count of this month's orders;
-#: the payment is written in the order's own transaction, its INSERT with the key claim
+#: the test shop's plan has an order limit: one count of this month's orders; the payment
+#: is written in the order's own transaction, its INSERT with the key claim; the API token
+#: is read from the database unless the process remembers it (KAMENG_CACHE_PROCESS_SECONDS)
+PLACE_STATEMENTS = {0: 9, 60: 8}
 WEBHOOK_STATEMENTS = 6  # the inbox row, the lock timeout and the locked payment and order: one statement
 #: cache reads per request: the route, and the plugins and plan of the shop it named last
 #: time, in one MGET; none while the process remembers them (KAMENG_CACHE_PROCESS_SECONDS)
@@ -43,10 +45,12 @@ def redis_commands(monkeypatch):
 @pytest.mark.parametrize("process_seconds", [0, 60])
 def test_a_paid_order_stays_within_its_round_trip_budget(alpha, alice, gateway, monkeypatch, redis_commands,
                                                          settings, process_seconds):
+    from api import authentication
     from platform_core import cache as kameng_cache
 
     settings.KAMENG_CACHE_PROCESS_SECONDS = process_seconds
     monkeypatch.setattr(kameng_cache, "_recently_prefetched", {})  # this test's own, gone after it
+    monkeypatch.setattr(authentication, "_recently_authenticated", {})
     with tenant_context(alpha):
         enable_sandbox(alpha, gateway, API_KEY)
         sku, _ = make_stock(alpha, keys=3, price=100)
@@ -70,7 +74,7 @@ def test_a_paid_order_stays_within_its_round_trip_budget(alpha, alice, gateway, 
         assert answer.status_code == 200, answer.content
     hook_statements = list(statements.sent)
     hook_redis = list(redis_commands)
-    assert len(place_statements) <= PLACE_STATEMENTS, "\n".join(place_statements)
+    assert len(place_statements) <= PLACE_STATEMENTS[process_seconds], "\n".join(place_statements)
     assert len(hook_statements) <= WEBHOOK_STATEMENTS, "\n".join(hook_statements)
     # paid and delivered in one transaction: the order's row is written once, with both
     assert sum(s.count('UPDATE "orders_order"') for s in hook_statements) == 1, "\n".join(hook_statements)
