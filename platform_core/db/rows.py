@@ -489,16 +489,18 @@ def _joined_row(parts, width: int, row) -> tuple:
 
 
 def insert_row_locking_joined(instance, query: str, params: list, models: tuple, joins: str, where: str,
-                              joined_params: list, *, suffix: str = "", ignore_conflicts: bool = False
-                              ) -> tuple[bool, tuple, tuple | None]:
+                              joined_params: list, *, suffix: str = "", ignore_conflicts: bool = False,
+                              extra: tuple[str, ...] = ()) -> tuple[bool, tuple, tuple | None]:
     """In one statement, in this order: the one-row read ``query`` (e.g. ``set_config``
     of a lock timeout), :func:`select_joined`'s row (``suffix`` may lock it: ``… FOR
-    UPDATE``), then :func:`insert_row` of ``instance``. Returns whether the row was
-    written, ``query``'s row, and the joined row as :func:`select_joined` gives it (None
-    when nothing matched): one round trip for what took two (decision 0047)."""
+    UPDATE``; ``extra`` as there, without parameters), then :func:`insert_row` of
+    ``instance``. Returns whether the row was written, ``query``'s row, and the joined
+    row as :func:`select_joined` gives it (None when nothing matched): one round trip for
+    what took two (decision 0047)."""
     head, row, tail, plan = _insert_parts(type(instance), ignore_conflicts)
     values = _db_values(plan, instance, True)
-    joined_sql, parts, width = _joined_sql(tuple(models), joins, where, suffix, ())
+    joined_sql, parts, width = _joined_sql(tuple(models), joins, where, suffix, tuple(extra))
+    width_with_extra = width + len(extra)
     pk = connection.ops.quote_name(instance._meta.pk.column)
     # a nested loop: the outer read first, then the locked join; the INSERT's id is an
     # InitPlan evaluated when the one result row is formed, so after the lock is held
@@ -509,10 +511,31 @@ def insert_row_locking_joined(instance, query: str, params: list, models: tuple,
         returned = cursor.fetchone()
     if returned[0] is not None:
         _written(instance, returned[0])
-    read = returned[1:len(returned) - width]
-    joined = returned[len(returned) - width:]
+    read = returned[1:len(returned) - width_with_extra]
+    joined = returned[len(returned) - width_with_extra:]
     found = None if all(value is None for value in joined) else _joined_row(parts, width, joined)
     return returned[0] is not None, tuple(read), found
+
+
+def related_rows_sql(model, foreign_key: str, outer_key: str) -> str:
+    """An SQL expression for :func:`select_joined`'s ``extra``: every row of ``model``
+    whose ``foreign_key`` column is ``outer_key`` (e.g. ``t0.id``), in key order, as one
+    JSON array of arrays (NULL for none); :func:`related_rows` makes them instances. For
+    models whose fields JSON carries exactly (integers, text, booleans, no converters)."""
+    meta = model._meta
+    fields = meta.concrete_fields
+    if any(f.get_db_converters(connection) or not isinstance(_passed_plainly(f), tuple) for f in fields):
+        raise ValueError(f"{model.__name__} has fields JSON would not carry exactly")
+    quote = connection.ops.quote_name
+    columns = ", ".join(f"r.{quote(f.column)}" for f in fields)
+    return (f"(SELECT json_agg(json_build_array({columns}) ORDER BY r.{quote(meta.pk.column)}) "
+            f"FROM {quote(meta.db_table)} r WHERE r.{quote(foreign_key)} = {outer_key})")
+
+
+def related_rows(model, value) -> list:
+    """The instances of a :func:`related_rows_sql` value, as :func:`select_rows` reads them."""
+    names = [f.attname for f in model._meta.concrete_fields]
+    return [_loaded(model, names, [], list(values)) for values in value or ()]
 
 
 def select_row(model, where: str, params: list, *, suffix: str = ""):

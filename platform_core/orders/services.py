@@ -454,9 +454,14 @@ def order_mark_paid(*, order: Order, payment=None, actor: str = "gateway") -> Or
         return order  # already paid: replays change nothing
     if payment is not None:
         order.payment_method = payment.provider  # saved with the transition
-    # read before the transition's writes, so they travel with the key sale (batched_writes)
-    lines = None if order.kind == Order.Kind.WALLET_TOPUP else \
-        select_rows(OrderLine, "order_id = %s", [order.pk], suffix="ORDER BY id", independent_of_held=True)
+    # read before the transition's writes, so they travel with the key sale (batched_writes),
+    # unless the caller read them with the order's lock (rows in hand: remember_related)
+    if order.kind == Order.Kind.WALLET_TOPUP:
+        lines = None
+    elif "lines" in getattr(order, "_prefetched_objects_cache", {}):
+        lines = list(order.lines.all())
+    else:
+        lines = select_rows(OrderLine, "order_id = %s", [order.pk], suffix="ORDER BY id", independent_of_held=True)
     # the row is written once, by the transition that follows at once (delivered, …)
     paid = order_transition(order, S.PAID, "order.paid", actor=actor, write=False,
                             data={"payment": getattr(payment, "pk", None), "provider": getattr(payment, "provider", "")})

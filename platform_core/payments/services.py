@@ -2,6 +2,7 @@
 idempotently, refund. Providers talk to gateways; this module persists, under locks."""
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -10,8 +11,9 @@ from django.utils import timezone
 
 from platform_core.cache import forget_now_and_on_commit
 from platform_core.db.rows import (batched_writes, insert_row, insert_row_alongside, insert_row_locking_joined,
-                                   insert_rows, new_row, select_joined, update_row)
-from platform_core.orders.models import Order
+                                   insert_rows, new_row, related_rows, related_rows_sql, remember_related,
+                                   select_joined, update_row)
+from platform_core.orders.models import Order, OrderLine
 from platform_core.payments.models import Payment, PaymentMethodFee, Refund, WebhookEvent
 from platform_core.payments.selectors import fee_quote, forget_fee_rules, payment_fee_rules, payment_plugin_class
 from plugins.hooks import enabled_plugins
@@ -228,7 +230,8 @@ def record_event(*, provider: str, event: GatewayEvent, account: str = MAIN_ACCO
             by_reference = _by_our_reference(provider, event)
             if by_reference is not None:  # the payment and its order locked by the inbox row's statement
                 written, _, found = insert_row_locking_joined(inbox, *first, *PAYMENT_WITH_ORDER, *by_reference,
-                                                              suffix=LOCK_PAYMENT_WITH_ORDER, ignore_conflicts=True)
+                                                              suffix=LOCK_PAYMENT_WITH_ORDER, ignore_conflicts=True,
+                                                              extra=(_order_lines_sql(),))
             else:
                 written, _ = insert_row_alongside(inbox, *first, ignore_conflicts=True)
                 found = None
@@ -262,6 +265,16 @@ PAYMENT_WITH_ORDER = ((Order, Payment), "JOIN payments_payment t1 ON t1.order_id
 LOCK_PAYMENT_WITH_ORDER = "ORDER BY t1.id LIMIT 1 FOR UPDATE"
 
 
+@functools.cache
+def _order_lines_sql() -> str:
+    """The locked order's lines, read by the same statement (``extra``). They are read on
+    that statement's snapshot, which may predate a transaction that held the order's lock
+    and changed its lines (a delivery): such an order has moved on from waiting for
+    payment, and ``order_mark_paid`` then returns without reading them. The lines of an
+    order still waiting for payment change with nobody."""
+    return related_rows_sql(OrderLine, "order_id", "t0.id")
+
+
 def _by_our_reference(provider: str, event: GatewayEvent) -> tuple[str, list] | None:
     """The condition finding the payment the event names by our reference (its id)."""
     if event.payment_reference.isdigit() and 0 < int(event.payment_reference) < 2**63:
@@ -286,8 +299,10 @@ def _payment_for(provider: str, account: str, event: GatewayEvent, *, tried_refe
         found = select_joined(*PAYMENT_WITH_ORDER, where, params, suffix=LOCK_PAYMENT_WITH_ORDER)
     payment = None
     if found is not None:
-        order, payment = found
+        order, payment, *lines = found
         payment.order = order
+        if lines:  # read with the lock (_order_lines_sql): order_mark_paid need not ask again
+            remember_related(order, lines=related_rows(OrderLine, lines[0]))
     if payment is not None and payment.account != account:
         raise AccountMismatch(f"payment {payment.pk} was taken by account {payment.account!r}, "
                               f"the event was verified for {account!r}")

@@ -87,6 +87,29 @@ def test_one_webhook_delivered_100_times_in_parallel_delivers_once(race_shop, ga
         assert (sku.available_count, sku.reserved_count, sku.sold_count) == (2, 0, 3)
 
 
+def test_one_payment_reported_by_20_different_events_at_once_delivers_once(race_shop, gateway, api_key):
+    """Each event is new (its own inbox row): all but the first wait for the order's lock
+    and find it paid (the lines they read with the lock are never used then)."""
+    order, payment, sku, body = paid_at_gateway_without_webhook(race_shop, gateway, api_key, quantity=2)
+    host = host_of(race_shop)
+    event = json.loads(body)
+
+    def deliver(n):
+        again = json.dumps({**event, "id": f"{event['id']}x{n}"})
+        return signed_post(Client(HTTP_HOST=host), again, api_key).status_code
+
+    assert in_parallel(20, deliver) == [200] * 20
+    with tenant_context(race_shop):
+        order.refresh_from_db()
+        assert order.status == Order.Status.DELIVERED
+        results = sorted(WebhookEvent.objects.values_list("result", flat=True))
+        assert results == ["already_succeeded"] * 19 + ["paid"]
+        assert CardKey.objects.filter(sku=sku, order_line__order=order, status="sold").count() == 2
+        assert OrderEvent.objects.filter(order=order, kind="order.delivered").count() == 1
+        sku.refresh_from_db()
+        assert (sku.available_count, sku.reserved_count, sku.sold_count) == (3, 0, 2)
+
+
 @pytest.mark.parametrize("held", ["payment row", "same event's inbox row"])
 def test_a_lock_wait_that_runs_out_answers_503_and_the_retry_succeeds(race_shop, gateway, api_key, monkeypatch,
                                                                       held):

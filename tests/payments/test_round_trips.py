@@ -23,7 +23,7 @@ from tests.payments.conftest import enable_sandbox, make_stock
 #: is written in the order's own transaction, its INSERT with the key claim; the API token
 #: is read from the database unless the process remembers it (KAMENG_CACHE_PROCESS_SECONDS)
 PLACE_STATEMENTS = {0: 9, 60: 8}
-WEBHOOK_STATEMENTS = 6  # the inbox row, the lock timeout and the locked payment and order: one statement
+WEBHOOK_STATEMENTS = 5  # the inbox row, the lock timeout, the locked payment and order and its lines: one statement
 #: cache reads per request: the route, and the plugins and plan of the shop it named last
 #: time, in one MGET; none while the process remembers them (KAMENG_CACHE_PROCESS_SECONDS)
 CACHE_READS = {0: ["MGET"], 60: []}

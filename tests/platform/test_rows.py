@@ -430,3 +430,51 @@ def test_values_of_other_kinds_and_fields_that_convert_go_through_the_field(shop
     event = OrderEvent(order=order, kind="order.created", data={"n": 1})
     insert_row(event)
     assert OrderEvent.objects.get(pk=event.pk).order_id == order.pk
+
+
+def test_related_rows_travel_with_a_locked_joined_read_as_select_rows_reads_them(shop, monkeypatch):
+    from platform_core.catalog.models import SKU
+    from platform_core.orders.models import OrderLine
+    from tests.commerce_helpers import make_product
+
+    sku = make_product(keys=0)
+    order = _order("J1")
+    insert_row(order)
+    for n, title in enumerate(["first", "第二"], start=1):
+        insert_row(OrderLine(order=order, sku_id=sku.pk, product_type="card_key", title=title, quantity=n,
+                             unit_price=100, total=100 * n, account=f"acct{n}", delivered_quantity=n - 1))
+    payment = Payment(order=order, provider="sandbox", amount=300, currency="CNY")
+    insert_row(payment)
+    lines_sql = rows.related_rows_sql(OrderLine, "order_id", "t0.id")
+    joined = ((Order, Payment), "JOIN payments_payment t1 ON t1.order_id = t0.id")
+    statements = StatementCounter(monkeypatch)
+    with transaction.atomic():
+        inbox = WebhookEvent(provider="sandbox", account="main", event_id="evt_J1", kind="payment.succeeded")
+        written, _, found = rows.insert_row_locking_joined(
+            inbox, "SELECT 1", [], *joined, "t1.id = %s", [payment.pk], suffix="ORDER BY t1.id LIMIT 1 FOR UPDATE",
+            ignore_conflicts=True, extra=(lines_sql,))
+        assert len(statements.work) == 1 and written
+        found_order, found_payment, lines = found
+        assert (found_order.pk, found_payment.pk) == (order.pk, payment.pk)
+        expected = select_rows(OrderLine, "order_id = %s", [order.pk], suffix="ORDER BY id")
+        made = rows.related_rows(OrderLine, lines)
+        fields = lambda line: {k: (v, type(v)) for k, v in line.__dict__.items() if k != "_state"}  # noqa: E731
+        assert [fields(line) for line in made] == [fields(line) for line in expected] and len(made) == 2
+        assert [line.title for line in made] == ["first", "第二"] and not made[0]._state.adding
+        # a payment whose order has no lines: none; no payment: nothing found at all
+        bare = _order("J2")
+        insert_row(bare)
+        bare_payment = Payment(order=bare, provider="sandbox", amount=100, currency="CNY")
+        insert_row(bare_payment)
+        _, _, found = rows.insert_row_locking_joined(
+            WebhookEvent(provider="sandbox", account="main", event_id="evt_J2", kind="x"), "SELECT 1", [], *joined,
+            "t1.id = %s", [bare_payment.pk], ignore_conflicts=True, extra=(lines_sql,))
+        assert found[2] is None and rows.related_rows(OrderLine, found[2]) == []
+        _, _, found = rows.insert_row_locking_joined(
+            WebhookEvent(provider="sandbox", account="main", event_id="evt_J3", kind="x"), "SELECT 1", [], *joined,
+            "t1.id = %s", [-1], ignore_conflicts=True, extra=(lines_sql,))
+        assert found is None
+    # JSON would not carry a date-time or JSON field exactly: refused
+    with pytest.raises(ValueError, match="JSON would not carry"):
+        rows.related_rows_sql(OrderEvent, "order_id", "t0.id")
+    assert SKU.objects.filter(pk=sku.pk).exists()
