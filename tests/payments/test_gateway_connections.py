@@ -98,6 +98,21 @@ def test_calls_share_one_connection_and_survive_a_gateway_restart(counted_gatewa
         again.stop()
 
 
+def _serving(listener, seen: dict, answer_on):
+    """For a fixture: ``answer_on(conn, number)`` on a thread per connection ``listener``
+    accepts (counted in ``seen["connections"]``), ``seen`` with the server's URL yielded."""
+
+    def serve():
+        for conn in accepted(listener):
+            seen["connections"] += 1
+            threading.Thread(target=answer_on, args=(conn, seen["connections"]), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    seen["url"] = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    yield seen
+    listener.close()
+
+
 @pytest.fixture
 def hangs_up_once():
     """A gateway that answers the first request, keeps the connection, then hangs up on
@@ -116,15 +131,7 @@ def hangs_up_once():
                 conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}')
                 served += 1
 
-    def serve():
-        for conn in accepted(listener):
-            seen["connections"] += 1
-            threading.Thread(target=answer_on, args=(conn, seen["connections"] == 1), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    seen["url"] = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    yield seen
-    listener.close()
+    yield from _serving(listener, seen, lambda conn, number: answer_on(conn, number == 1))
 
 
 def test_a_request_the_gateway_hung_up_on_is_sent_again_only_when_safe(hangs_up_once, fresh_connections):
@@ -255,15 +262,7 @@ def canned():
                     return
                 conn.sendall(seen["answers"].pop(0))
 
-    def serve():
-        for conn in accepted(listener):
-            seen["connections"] += 1
-            threading.Thread(target=answer_on, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    seen["url"] = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    yield seen
-    listener.close()
+    yield from _serving(listener, seen, lambda conn, number: answer_on(conn))
 
 
 def test_answers_of_every_shape_are_read_and_the_connection_kept_only_when_it_can_be(canned, fresh_connections):
