@@ -1,5 +1,6 @@
-"""Which middleware chain a request takes: the full one, or the shorter one for requests
-that carry no browser session (docs/decisions/0043-sessionless-requests.md). Used by
+"""Which middleware chain a request takes: the full one, the shorter one for requests
+that carry no browser session, or the shortest for gateways' webhooks
+(docs/decisions/0043-sessionless-requests.md). Used by
 the WSGI application and, so that tests take the same chains, by the test client."""
 from __future__ import annotations
 
@@ -14,14 +15,23 @@ from django.urls import ResolverMatch, get_resolver, set_urlconf
 _building = threading.Lock()
 
 
-def is_sessionless(environ) -> bool:
-    """Gateways' webhooks, and API calls authenticated by a token: neither reads a
-    session, a CSRF cookie, messages or htmx headers. An API call without a token may
-    be the console's own (session authentication), so it takes the full chain."""
+def request_kind(environ) -> str:
+    """Which chain a request takes: ``"gateway"`` for gateways' webhooks (``/hooks/``:
+    no session, no language, no slash redirect, no frame options), ``"sessionless"`` for
+    API calls authenticated by a token (no session, CSRF cookie, messages or htmx
+    headers), ``"full"`` for the rest. An API call without a token may be the console's
+    own (session authentication), so it takes the full chain."""
     path = environ.get("PATH_INFO", "")
     if path.startswith("/hooks/"):
-        return True
-    return path.startswith("/api/") and environ.get("HTTP_AUTHORIZATION", "").startswith("Token ")
+        return "gateway"
+    if path.startswith("/api/") and environ.get("HTTP_AUTHORIZATION", "").startswith("Token "):
+        return "sessionless"
+    return "full"
+
+
+def is_sessionless(environ) -> bool:
+    """The request reads no session (a webhook, or a token API call)."""
+    return request_kind(environ) != "full"
 
 
 @functools.lru_cache(maxsize=2048)
@@ -56,37 +66,41 @@ def remembering_routes(handler_class):
     return RememberingRoutes
 
 
-@functools.cache  # one class per handler class, however many handlers are made
-def sessionless(handler_class):
-    """``handler_class`` building its chain from ``settings.SESSIONLESS_MIDDLEWARE``."""
+@functools.cache  # one class per handler class and chain, however many handlers are made
+def with_chain(handler_class, setting: str):
+    """``handler_class`` building its chain from ``settings.<setting>`` (e.g.
+    ``SESSIONLESS_MIDDLEWARE``) instead of ``settings.MIDDLEWARE``."""
 
-    class Sessionless(handler_class):
+    class WithChain(handler_class):
         def load_middleware(self, is_async=False):
             full = settings.MIDDLEWARE
-            settings.MIDDLEWARE = settings.SESSIONLESS_MIDDLEWARE  # only while the chain is built
+            settings.MIDDLEWARE = getattr(settings, setting)  # only while the chain is built
             try:
                 super().load_middleware(is_async)
             finally:
                 settings.MIDDLEWARE = full
 
-    Sessionless.__name__ = Sessionless.__qualname__ = f"Sessionless{handler_class.__name__}"
-    return Sessionless
+    name = "".join(part.title() for part in setting.split("_")[:-1])
+    WithChain.__name__ = WithChain.__qualname__ = f"{name}{handler_class.__name__}"
+    return WithChain
 
 
 class HandlerPerRequestKind:
-    """Two Django handlers of one class, the full chain and the sessionless one; each
-    request goes to the one ``is_sessionless`` names. Each handler keeps its own view,
-    exception and template-response middleware, as Django expects."""
+    """Three Django handlers of one class — the full chain, the sessionless one and the
+    gateways' — and each request goes to the one ``request_kind`` names. Each handler
+    keeps its own view, exception and template-response middleware, as Django expects."""
 
     def __init__(self, handler_class, *args, **kwargs):
         handler_class = remembering_routes(handler_class)
         with _building:
-            self.full = handler_class(*args, **kwargs)
-            self.sessionless = sessionless(handler_class)(*args, **kwargs)
+            self.handlers = {
+                "full": handler_class(*args, **kwargs),
+                "sessionless": with_chain(handler_class, "SESSIONLESS_MIDDLEWARE")(*args, **kwargs),
+                "gateway": with_chain(handler_class, "GATEWAY_MIDDLEWARE")(*args, **kwargs),
+            }
 
     def __call__(self, environ, *args):
-        handler = self.sessionless if is_sessionless(environ) else self.full
-        return handler(environ, *args)
+        return self.handlers[request_kind(environ)](environ, *args)
 
 
 def keep_connections_per_thread() -> None:

@@ -211,6 +211,14 @@ _NOT_WITHOUT_SESSION = {
     "django_htmx.middleware.HtmxMiddleware",
 }
 SESSIONLESS_MIDDLEWARE = [m for m in MIDDLEWARE if m not in _NOT_WITHOUT_SESSION]
+# gateways' webhooks (/hooks/) also need no language (nothing they get is translated), no
+# slash redirect (their URLs are fixed) and no frame options (nobody frames them)
+_NOT_FOR_GATEWAYS = {
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+}
+GATEWAY_MIDDLEWARE = [m for m in SESSIONLESS_MIDDLEWARE if m not in _NOT_FOR_GATEWAYS]
 
 TEMPLATES = [
     {

@@ -30,8 +30,9 @@ def _always_with_default(items):
 _pytest_django_fixtures._get_databases_for_setup = _always_with_default
 
 # The test client takes the middleware chain each request takes when served
-# (platform_core/handlers.py): token API calls and webhooks the shorter one, built from
-# SESSIONLESS_MIDDLEWARE (override that too when a test overrides MIDDLEWARE).
+# (platform_core/handlers.py): token API calls the shorter one, built from
+# SESSIONLESS_MIDDLEWARE, webhooks the shortest, GATEWAY_MIDDLEWARE (override those too
+# when a test overrides MIDDLEWARE).
 import django.test.client as _test_client  # noqa: E402
 
 from platform_core.handlers import HandlerPerRequestKind  # noqa: E402

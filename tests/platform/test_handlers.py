@@ -13,24 +13,45 @@ from django.test import Client, RequestFactory
 from django_tenants.utils import tenant_context
 from rest_framework.authtoken.models import Token
 
-from platform_core.handlers import is_sessionless
+from platform_core.handlers import is_sessionless, request_kind
 from plugins.services import plugin_configure
 from tests.api.test_commerce_api import api
 from tests.commerce_helpers import make_product
 
 
 @pytest.mark.parametrize(("path", "authorization", "expected"), [
-    ("/hooks/payments/sandbox/", "", True),
-    ("/api/v1/orders/", "Token abc", True),
-    ("/api/v1/orders/", "", False),  # the console's own calls: session authentication
-    ("/api/v1/orders/", "Basic abc", False),
-    ("/", "Token abc", False),  # the storefront always has its session
-    ("/manage/", "Token abc", False),
-    ("/apiary/", "", False),
+    ("/hooks/payments/sandbox/", "", "gateway"),
+    ("/hooks/payments/sandbox/", "Token abc", "gateway"),
+    ("/api/v1/orders/", "Token abc", "sessionless"),
+    ("/api/v1/orders/", "", "full"),  # the console's own calls: session authentication
+    ("/api/v1/orders/", "Basic abc", "full"),
+    ("/", "Token abc", "full"),  # the storefront always has its session
+    ("/manage/", "Token abc", "full"),
+    ("/apiary/", "", "full"),
+    ("/hooksy/", "", "full"),
 ])
 def test_which_requests_go_without_a_session(path, authorization, expected):
     environ = {"PATH_INFO": path, **({"HTTP_AUTHORIZATION": authorization} if authorization else {})}
-    assert is_sessionless(environ) is expected
+    assert request_kind(environ) == expected
+    assert is_sessionless(environ) is (expected != "full")
+
+
+def test_a_gateways_webhook_takes_the_shortest_chain(alpha, sessions_loaded, settings):
+    settings.SECURE_CONTENT_TYPE_NOSNIFF = True
+    with tenant_context(alpha):
+        plugin_configure(shop=alpha, slug="sandbox", enable=True,
+                         data={"gateway_url": "http://127.0.0.1:9", "api_key": "sk_sandbox_" + "a" * 24})
+    hooks = Client(HTTP_HOST="alpha.kameng.test", HTTP_ACCEPT_LANGUAGE="zh-hans")
+    forged = hooks.post("/hooks/payments/sandbox/", b"{}", content_type="application/json")
+    assert forged.status_code == 400 and sessions_loaded == []
+    # the security headers stay; no language, frame options or Vary for a gateway
+    assert forged["X-Content-Type-Options"] == "nosniff"
+    assert "X-Frame-Options" not in forged and "Content-Language" not in forged and "Vary" not in forged
+    # a fixed URL without its slash is not redirected: the gateway is told it is wrong
+    assert hooks.post("/hooks/payments/sandbox", b"{}", content_type="application/json").status_code == 404
+    # the storefront on the same host keeps its whole chain
+    page = Client(HTTP_HOST="alpha.kameng.test").get("/")
+    assert page.status_code == 200 and page["X-Frame-Options"] == "DENY"
 
 
 @pytest.fixture
