@@ -9,6 +9,7 @@ import threading
 
 from django.conf import settings
 from django.urls import ResolverMatch, get_resolver, set_urlconf
+from django.utils import translation
 
 #: building a chain swaps settings.MIDDLEWARE for a moment: one build at a time (test
 #: clients may be made on several threads)
@@ -32,6 +33,20 @@ def request_kind(environ) -> str:
 def is_sessionless(environ) -> bool:
     """The request reads no session (a webhook, or a token API call)."""
     return request_kind(environ) != "full"
+
+
+class DefaultLanguageMiddleware:
+    """In the gateways' chain, in place of ``LocaleMiddleware``: the platform's default
+    language for every webhook, whatever the previous request on this thread activated
+    (nothing a gateway gets is translated, but a webhook's work must not depend on who
+    came before), without reading the request's language preferences."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        translation.activate(settings.LANGUAGE_CODE)
+        return self.get_response(request)
 
 
 @functools.lru_cache(maxsize=2048)

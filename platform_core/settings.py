@@ -211,14 +211,15 @@ _NOT_WITHOUT_SESSION = {
     "django_htmx.middleware.HtmxMiddleware",
 }
 SESSIONLESS_MIDDLEWARE = [m for m in MIDDLEWARE if m not in _NOT_WITHOUT_SESSION]
-# gateways' webhooks (/hooks/) also need no language (nothing they get is translated), no
-# slash redirect (their URLs are fixed) and no frame options (nobody frames them)
-_NOT_FOR_GATEWAYS = {
-    "django.middleware.locale.LocaleMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+# gateways' webhooks (/hooks/) need no language of the request (nothing they get is
+# translated: the platform's default is set), no slash redirect (their URLs are fixed) and
+# no frame options (nobody frames them)
+_FOR_GATEWAYS = {
+    "django.middleware.locale.LocaleMiddleware": "platform_core.handlers.DefaultLanguageMiddleware",
+    "django.middleware.common.CommonMiddleware": None,
+    "django.middleware.clickjacking.XFrameOptionsMiddleware": None,
 }
-GATEWAY_MIDDLEWARE = [m for m in SESSIONLESS_MIDDLEWARE if m not in _NOT_FOR_GATEWAYS]
+GATEWAY_MIDDLEWARE = [_FOR_GATEWAYS.get(m, m) for m in SESSIONLESS_MIDDLEWARE if _FOR_GATEWAYS.get(m, m)]
 
 TEMPLATES = [
     {

@@ -36,7 +36,10 @@ def test_which_requests_go_without_a_session(path, authorization, expected):
     assert is_sessionless(environ) is (expected != "full")
 
 
-def test_a_gateways_webhook_takes_the_shortest_chain(alpha, sessions_loaded, settings):
+def test_a_gateways_webhook_takes_the_shortest_chain(alpha, sessions_loaded, settings, monkeypatch):
+    from platform_core.payments import views as payment_views
+
+    _text = payment_views._text
     settings.SECURE_CONTENT_TYPE_NOSNIFF = True
     with tenant_context(alpha):
         plugin_configure(shop=alpha, slug="sandbox", enable=True,
@@ -47,6 +50,15 @@ def test_a_gateways_webhook_takes_the_shortest_chain(alpha, sessions_loaded, set
     # the security headers stay; no language, frame options or Vary for a gateway
     assert forged["X-Content-Type-Options"] == "nosniff"
     assert "X-Frame-Options" not in forged and "Content-Language" not in forged and "Vary" not in forged
+    # whatever language the thread's previous request used, a webhook runs in the default
+    from django.utils import translation
+
+    seen = []
+    translation.activate("zh-hans")  # left by an earlier request of this thread
+    monkeypatch.setattr(payment_views, "_text", lambda message, status: (seen.append(translation.get_language()),
+                                                                         _text(message, status))[1])
+    assert hooks.post("/hooks/payments/nope/", b"{}", content_type="application/json").status_code == 404
+    assert seen == [settings.LANGUAGE_CODE]
     # a fixed URL without its slash is not redirected: the gateway is told it is wrong
     assert hooks.post("/hooks/payments/sandbox", b"{}", content_type="application/json").status_code == 404
     # the storefront on the same host keeps its whole chain
