@@ -250,11 +250,12 @@ def order_place(*, lines: list[LineRequest], contact: str, query_password: str =
             # which also takes the lines' keys, so their INSERT can travel with the key claim
             counted, counted_params = _open_orders_query(contact_value, ip)
             taken = "".join(f", {new_key_sql(model)}" for model in within_transaction_keys)
-            written, (*open_orders, line_keys) = insert_row_alongside(
+            written, (by_contact, by_network, *taken_keys, line_keys) = insert_row_alongside(
                 order, f"SELECT counted.*{taken}, {new_keys_sql(OrderLine)} FROM ({counted}) counted",
                 [len(priced), *counted_params], ignore_conflicts=True)
-            open_orders, advance_keys = open_orders[:2], dict(zip(within_transaction_keys, open_orders[2:], strict=True))
-            _check_open_order_limits(rules, open_orders)  # refused: the rollback takes the new row back
+            advance_keys = dict(zip(within_transaction_keys, taken_keys, strict=True))
+            # refused: the rollback takes the new row back
+            _check_open_order_limits(rules, (by_contact, by_network))
             if written:
                 break
             if idempotency_key:  # the same request raced us and won
