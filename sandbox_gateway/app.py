@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote_plus, urlsplit
 
 from sandbox_gateway import pages
 from sandbox_gateway.signing import webhook_secret_for
@@ -71,8 +71,11 @@ class Request:
         self.environ = environ
         self.method = environ.get("REQUEST_METHOD", "GET").upper()
         self.path = environ.get("PATH_INFO", "/") or "/"
-        self.query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
         self._body: bytes | None = None
+
+    @property
+    def query(self) -> dict[str, str]:
+        return dict(parse_qsl(self.environ.get("QUERY_STRING", ""), keep_blank_values=True))
 
     def header(self, name: str) -> str:
         key = name.upper().replace("-", "_")
@@ -106,7 +109,7 @@ class Request:
                 raise ApiError(400, "The JSON body must be an object.")
             return data
         try:
-            pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
+            pairs = form_pairs(raw.decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
             raise ApiError(400, "The body is neither JSON nor form-encoded.") from None
         data: dict[str, Any] = {}
@@ -120,6 +123,21 @@ class Request:
         scheme = self.environ.get("wsgi.url_scheme", "http")
         host = self.environ.get("HTTP_HOST") or f"{self.environ.get('SERVER_NAME')}:{self.environ.get('SERVER_PORT')}"
         return f"{scheme}://{host}"
+
+
+def form_pairs(text: str) -> list[tuple[str, str]]:
+    """``parse_qsl(text, keep_blank_values=True, strict_parsing=True)``, unquoting only
+    the fields that hold ``%`` or ``+`` (the standard library's loop was a third of the
+    gateway's CPU per payment). A field without ``=`` is a ``ValueError``."""
+    pairs = []
+    for field in text.split("&"):
+        name, equals, value = field.partition("=")
+        if not equals:
+            raise ValueError(f"bad query field: {field!r}")
+        if "%" in field or "+" in field:
+            name, value = unquote_plus(name, errors="replace"), unquote_plus(value, errors="replace")
+        pairs.append((name, value))
+    return pairs
 
 
 # --- validation ----------------------------------------------------------------------
@@ -323,13 +341,15 @@ class GatewayApp:
         def work(db):
             payment_id = new_id("pay")
             pay_url = f"{self.public_url or request.base_url()}/pay/{payment_id}"
+            created = self.store.now()
             db.execute("INSERT INTO payments (id, merchant_id, amount, currency, reference, description, notify_url, "
                        "return_url, pay_url, status, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
                        (payment_id, merchant["id"], values["amount"], values["currency"], values["reference"],
-                        values["description"], values["notify_url"], values["return_url"], pay_url,
-                        self.store.now()))
-            row = db.execute("SELECT * FROM payments WHERE id = ?", (payment_id,)).fetchone()
-            return 200, payment_json(row), None
+                        values["description"], values["notify_url"], values["return_url"], pay_url, created))
+            # the row as written, without reading it back
+            return 200, payment_json({**values, "id": payment_id, "pay_url": pay_url, "status": "pending",
+                                      "amount_refunded": 0, "created": created, "succeeded_at": None,
+                                      "failed_at": None}), None
 
         return self._idempotent(merchant, request, _fingerprint(request.path, values), work)
 

@@ -3,6 +3,7 @@ open between requests, as a hosted gateway's API does, in the foreground or in a
 for tests."""
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -11,10 +12,12 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
+from email.utils import formatdate
 from http import HTTPStatus
 from pathlib import Path
 from socketserver import ThreadingMixIn
-from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from sandbox_gateway.app import MAX_BODY, GatewayApp
 from sandbox_gateway.store import Store
@@ -116,11 +119,47 @@ class _QuietHandler(WSGIRequestHandler):
             body = io.BytesIO(self.rfile.read(length))
         elif length:  # refused by the app unread: nothing after it can be found again
             self.close_connection = True
-        handler = ServerHandler(body, self.wfile, self.get_stderr(), environ, multithread=False)
-        handler.http_version = "1.1" if self.request_version == "HTTP/1.1" else "1.0"
-        handler.request_handler = self  # backpointer for logging
-        handler.run(self.server.get_app())
+        self._answer(environ, body)
+
+    def _answer(self, environ: dict, body) -> None:
+        """Run the app and write its answer — status line, Date, Server, the app's headers
+        and body — in one write. What wsgiref's ServerHandler does for an app whose answers
+        all carry Content-Length and are made whole, without its copy of the process's
+        environment per request (~40 % of the server's own CPU per payment)."""
+        environ.update({"wsgi.input": body, "wsgi.errors": self.get_stderr(), "wsgi.version": (1, 0),
+                        "wsgi.url_scheme": "http", "wsgi.multithread": True, "wsgi.multiprocess": False,
+                        "wsgi.run_once": False})
+        started = []
+
+        def start_response(status, headers, exc_info=None):
+            started[:] = [status, headers]
+            return self._no_write
+
+        try:
+            chunks = self.server.get_app()(environ, start_response)
+            try:
+                payload = b"".join(chunks)
+            finally:
+                if hasattr(chunks, "close"):
+                    chunks.close()
+            status, headers = started
+        except Exception:  # noqa: BLE001 - as wsgiref: a 500, the cause logged, the connection closed
+            logger.exception("sandbox gateway: %s %s failed", self.command, self.path)
+            status, headers, payload = "500 Internal Server Error", [("Content-Type", "text/plain")], \
+                b"A server error occurred."
+            self.close_connection = True
+        version = "HTTP/1.1" if self.request_version == "HTTP/1.1" else "HTTP/1.0"
+        head = [f"{version} {status}", f"Date: {_http_date()}", f"Server: {self.version_string()}"]
+        head += [f"{name}: {value}" for name, value in headers]
+        if not any(name.lower() == "content-length" for name, _ in headers):
+            head.append(f"Content-Length: {len(payload)}")
+        self.wfile.write("\r\n".join(head).encode("iso-8859-1") + b"\r\n\r\n" + payload)
         self.wfile.flush()
+        self.log_request(status.split(" ", 1)[0], len(payload))
+
+    @staticmethod
+    def _no_write(data: bytes) -> None:
+        raise RuntimeError("the sandbox gateway's answers are returned whole, not written")
 
     def parse_request(self) -> bool:
         """The request line and head, as ``BaseHTTPRequestHandler.parse_request`` reads
@@ -174,7 +213,17 @@ class _QuietHandler(WSGIRequestHandler):
         return True
 
     def log_message(self, format, *args):  # access log through logging, not raw stderr
-        logger.info("%s %s", self.address_string(), format % args)
+        if logger.isEnabledFor(logging.INFO):
+            logger.info("%s %s", self.address_string(), format % args)
+
+
+@functools.lru_cache(maxsize=2)
+def _http_date_at(second: int) -> str:
+    return formatdate(second, usegmt=True)
+
+
+def _http_date() -> str:
+    return _http_date_at(int(time.time()))
 
 
 class GatewayServer(ThreadingMixIn, WSGIServer):

@@ -73,6 +73,10 @@ CREATE TABLE IF NOT EXISTS idempotency (
 """
 
 
+#: how many merchants' rows a store keeps in memory, by API key
+MERCHANTS_REMEMBERED = 1024
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 
@@ -88,6 +92,7 @@ class Store:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.clock = clock
         self._lock = threading.RLock()
+        self._merchants: dict[str, sqlite3.Row] = {}
         # autocommit mode: transactions are explicit (BEGIN IMMEDIATE) in transaction()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
         self._db.row_factory = sqlite3.Row
@@ -125,7 +130,13 @@ class Store:
 
     # --- merchants ------------------------------------------------------------------
     def merchant_by_key(self, api_key: str) -> sqlite3.Row | None:
-        return self.read_one("SELECT * FROM merchants WHERE key_hash = ?", (key_hash(api_key),))
+        # merchants are never changed or removed: one found is remembered (a bounded number)
+        merchant = self._merchants.get(api_key)
+        if merchant is None:
+            merchant = self.read_one("SELECT * FROM merchants WHERE key_hash = ?", (key_hash(api_key),))
+            if merchant is not None and len(self._merchants) < MERCHANTS_REMEMBERED:
+                self._merchants[api_key] = merchant
+        return merchant
 
     def merchant_create(self, api_key: str, webhook_secret: str) -> sqlite3.Row:
         with self.transaction() as db:

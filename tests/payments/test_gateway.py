@@ -13,6 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sandbox_gateway import serve_in_thread, webhook_secret_for
 from tests.payments.conftest import new_api_key
@@ -129,6 +131,18 @@ def test_create_payment_answers_like_the_wire_format(gw):
     assert body["pay_url"] == f"{gw}/pay/{body['id']}"
 
 
+def test_a_created_payment_answers_as_it_is_stored(gw):
+    """The create answer is made from the values written, not read back: it must be what
+    reading the payment gives."""
+    created = create(gw, as_json=False, description="Order 7 + 1 = 8 %", return_url="https://shop.test/o?a=1&b=%20")
+    assert created.status_code == 200
+    stored = requests.get(f"{gw}/v1/payments/{created.json()['id']}", headers=auth(), timeout=10)
+    assert stored.status_code == 200 and created.json() == stored.json()
+    assert stored.json()["description"] == "Order 7 + 1 = 8 %"
+    assert stored.json()["return_url"] == "https://shop.test/o?a=1&b=%20"
+    assert stored.json()["amount_refunded"] == 0 and stored.json()["succeeded_at"] is None
+
+
 @pytest.mark.parametrize("fields, param", [
     ({"amount": 0}, "amount"),
     ({"amount": -5}, "amount"),
@@ -164,6 +178,45 @@ def test_malformed_bodies_are_400(gw):
         assert response.status_code == 400, body
     too_big = requests.post(f"{gw}/v1/payments", data=b"x" * 70_000, headers=auth(), timeout=10)
     assert too_big.status_code == 413
+
+
+@pytest.mark.parametrize("text", [
+    "a=1", "a=", "a=1&b=2", "a=x%20y+z", "n%61me=v", "url=https%3A%2F%2Fshop.test%2Fo%3Fa%3D1%26b%3D2",
+    "a=%ZZ&b=%e4%b8%ad", "a=%ff", "a=1=2", "+=+", "%3D=%26", "a=%", "a=caf\u00e9",
+])
+def test_form_fields_are_read_as_the_standard_library_reads_them(text):
+    from urllib.parse import parse_qsl
+
+    from sandbox_gateway.app import form_pairs
+
+    assert form_pairs(text) == parse_qsl(text, keep_blank_values=True, strict_parsing=True)
+
+
+@given(st.text(alphabet="ab=&%+2 0FfZ\u00e9\u4e2d", min_size=1, max_size=30))
+def test_any_form_body_is_read_or_refused_as_the_standard_library_does(text):
+    from urllib.parse import parse_qsl
+
+    from sandbox_gateway.app import form_pairs
+
+    try:
+        expected = parse_qsl(text, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        with pytest.raises(ValueError):
+            form_pairs(text)
+    else:
+        assert form_pairs(text) == expected
+
+
+@pytest.mark.parametrize("text", ["a", "a=1&", "&a=1", "a=1&&b=2", "a=1&b"])
+def test_a_form_field_without_a_value_is_refused_as_the_standard_library_refuses_it(text):
+    from urllib.parse import parse_qsl
+
+    from sandbox_gateway.app import form_pairs
+
+    with pytest.raises(ValueError):
+        parse_qsl(text, keep_blank_values=True, strict_parsing=True)
+    with pytest.raises(ValueError):
+        form_pairs(text)
 
 
 def test_idempotency_key_same_body_same_payment_other_body_409(gw):

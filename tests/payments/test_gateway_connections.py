@@ -230,6 +230,57 @@ def test_a_malformed_request_head_is_refused_and_the_connection_closed(echoing_s
                                                          and status != b"505")
 
 
+def test_an_answer_carries_date_server_and_the_apps_headers_in_the_clients_version(echoing_server):
+    from email.utils import parsedate_to_datetime
+
+    for version in (b"HTTP/1.1", b"HTTP/1.0"):
+        answer = _exchange(echoing_server, b"GET /v1/echo " + version + b"\r\nConnection: close\r\n\r\n")
+        head, _, body = answer.partition(b"\r\n\r\n")
+        status, *lines = head.decode("iso-8859-1").split("\r\n")
+        fields = dict(line.split(": ", 1) for line in lines)
+        assert status == f"{version.decode()} 200 OK"
+        assert abs(parsedate_to_datetime(fields["Date"]).timestamp() - time.time()) < 5
+        assert fields["Server"].startswith("WSGIServer/") and fields["Content-Type"] == "application/json"
+        assert int(fields["Content-Length"]) == len(body) > 0
+
+
+@pytest.fixture
+def failing_server():
+    """The gateway's HTTP server around an app that fails, once before answering and once
+    after start_response, and answers without a Content-Length otherwise."""
+    from sandbox_gateway.server import create_server
+
+    class Failing:
+        def __call__(self, environ, start_response):
+            if environ["PATH_INFO"] == "/before":
+                raise RuntimeError("broken before answering")
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            if environ["PATH_INFO"] == "/after":
+                raise RuntimeError("broken after start_response")
+            return [b"no ", b"length"]
+
+        def close(self):
+            pass
+
+    server = create_server("127.0.0.1", 0, app=Failing())
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    yield server
+    server.stop()
+
+
+def test_an_app_that_fails_gets_a_500_and_a_closed_connection(failing_server, caplog):
+    for path in (b"/before", b"/after"):
+        # keep-alive asked for: the failure still ends the connection (_exchange reads to the close)
+        answer = _exchange(failing_server, b"GET " + path + b" HTTP/1.1\r\nHost: gw\r\n\r\n")
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 500 ") and body == b"A server error occurred."
+        assert b"Content-Length: %d" % len(body) in head
+    assert "broken before answering" in caplog.text and "broken after start_response" in caplog.text
+    whole = _exchange(failing_server, b"GET /fine HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert whole.endswith(b"\r\n\r\nno length") and b"Content-Length: 9\r\n" in whole
+
+
 def test_keep_alive_and_expect_100_continue_as_http_1_1_asks(echoing_server):
     with socket.create_connection(echoing_server.server_address, timeout=5) as raw:
         # 100 fields is the most a head may carry; HTTP/1.0 asking to keep the connection keeps it
