@@ -101,7 +101,9 @@ def sandbox_gateway(shop):
     port = ds.free_port()
     gateway = subprocess.Popen([sys.executable, "-m", "sandbox_gateway", "--port", str(port),
                                 "--db", os.path.join(os.environ["KAMENG_STATE_DIR"], "gateway.sqlite3")],
-                               env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               # its output is discarded: like the web server's, it logs warnings only
+                               env=child_env(LOG_LEVEL="WARNING"), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
     try:
         with tenant_context(shop):
             plugin_configure(shop=shop, slug="sandbox", data={"api_key": API_KEY,
