@@ -51,6 +51,13 @@ def batched_writes() -> Iterator[None]:
         _pending_writes.reset(token)
 
 
+def hold_write(sql: str, params: list, *, table: str, row_pk=None) -> None:
+    """A write statement of ``table`` whose answer nobody waits for, held as
+    :func:`batched_writes` holds row writes (run at once outside a batch). ``row_pk``:
+    the one row it changes, so two writes of it never share a statement."""
+    _hold_or_execute(sql, params, table, row_pk)
+
+
 def _hold_or_execute(sql: str, params: list, table: str, row_pk=None) -> None:
     pending = _pending_writes.get()
     if pending is None:

@@ -26,7 +26,7 @@ from platform_core.db.rows import (batched_writes, insert_row, insert_row_alongs
 from platform_core.money import format_minor
 from platform_core.catalog.models import SKU, Product
 from platform_core.inventory.models import CardKey, DeliveredKey
-from platform_core.inventory.stock import LOW_STOCK_DUE_SQL, KeyCipher, adjust_counts
+from platform_core.inventory.stock import LOW_STOCK_DUE_SQL, KeyCipher, adjust_counts, adjust_counts_held
 from platform_core.orders.models import (Order, OrderEvent, OrderLine, OrderSettings, PendingOrderEmail, Ticket,
                                          TicketMessage)
 from platform_core.orders.query_passwords import check_query_password, hash_query_password, spend_equal_time
@@ -414,18 +414,19 @@ def _sell_line(line: OrderLine) -> tuple[int, bool]:
     if missing <= 0:
         return line.delivered_quantity, False
     with connection.cursor() as cursor:
-        # the reserved keys sold and counted as sold in one statement (it runs on every sale)
+        # the reserved keys sold, and whether the SKU is due a low-stock alert (a sale moves
+        # no available key: the count it reads is the one the alert is about)
         cursor.execute(*with_held_writes(
             f"""WITH sold AS (
                     UPDATE inventory_cardkey SET status = 'sold', sold_at = %s, reserved_until = NULL
-                    WHERE order_line_id = %s AND status = 'reserved' RETURNING id),
-                counted AS (
-                    UPDATE catalog_sku s SET reserved_count = reserved_count - (SELECT count(*) FROM sold),
-                        sold_count = sold_count + (SELECT count(*) FROM sold)
-                    WHERE id = %s AND EXISTS (SELECT 1 FROM sold) RETURNING {LOW_STOCK_DUE_SQL})
-                SELECT ARRAY(SELECT id FROM sold ORDER BY id), coalesce((SELECT * FROM counted), false)""",
+                    WHERE order_line_id = %s AND status = 'reserved' RETURNING id)
+                SELECT ARRAY(SELECT id FROM sold ORDER BY id),
+                    coalesce((SELECT {LOW_STOCK_DUE_SQL} FROM catalog_sku s
+                              WHERE s.id = %s AND EXISTS (SELECT 1 FROM sold)), false)""",
             [now, line.pk, line.sku_id], tables=("inventory_cardkey", "catalog_sku", "catalog_product")))
         sold_ids, low_stock = cursor.fetchone()
+    # counted as sold with the transaction's last statement: the SKU's row is locked late
+    adjust_counts_held(line.sku_id, reserved=-len(sold_ids), sold=len(sold_ids))
     from_reservation = sold_ids[:missing]
     fresh: list[int] = []
     if len(from_reservation) < missing:  # reservation expired: take what is free now

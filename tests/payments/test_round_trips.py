@@ -78,6 +78,13 @@ def test_a_paid_order_stays_within_its_round_trip_budget(alpha, alice, gateway, 
     assert len(hook_statements) <= WEBHOOK_STATEMENTS, "\n".join(hook_statements)
     # paid and delivered in one transaction: the order's row is written once, with both
     assert sum(s.count('UPDATE "orders_order"') for s in hook_statements) == 1, "\n".join(hook_statements)
+    # every sale of the SKU updates its one row: locked by the transaction's last statement
+    # only (the one before COMMIT), so parallel sales queue behind it for less time
+    sku_writes = [n for n, s in enumerate(hook_statements) if "UPDATE catalog_sku" in s]
+    assert sku_writes and sku_writes[-1] == max(n for n, s in enumerate(hook_statements)
+                                                if not s.startswith(("SAVEPOINT", "RELEASE"))), \
+        "\n".join(hook_statements)
+    assert len(sku_writes) == 1, "\n".join(hook_statements)
     reads = ("GET", "MGET")  # the webhook also queues the e-mail with the keys (the broker's own commands)
     assert [c for c in place_redis if c in reads] == CACHE_READS[process_seconds], place_redis
     assert [c for c in hook_redis if c in reads] == CACHE_READS[process_seconds], hook_redis
