@@ -155,13 +155,23 @@ def test_a_write_without_a_key_is_not_sent_twice(hangs_up_once, fresh_connection
     assert hangs_up_once["connections"] == 2
 
 
+def _served(app):
+    """The gateway's HTTP server around ``app`` on a free port, in a thread, until the test ends."""
+    from sandbox_gateway.server import create_server
+
+    app.close = lambda: None  # stop() closes the app's store; these apps have none
+    server = create_server("127.0.0.1", 0, app=app)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def echoing_server():
     """The gateway's HTTP server around a WSGI app that answers the environ's request
     fields as JSON: what the gateway's app sees of a request head."""
     import json
-
-    from sandbox_gateway.server import create_server
 
     class Echo:
         def __call__(self, environ, start_response):
@@ -173,14 +183,7 @@ def echoing_server():
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
 
-        def close(self):
-            pass
-
-    server = create_server("127.0.0.1", 0, app=Echo())
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    yield server
-    server.stop()
+    yield from _served(Echo())
 
 
 def _exchange(server, request: bytes) -> bytes:
@@ -248,7 +251,6 @@ def test_an_answer_carries_date_server_and_the_apps_headers_in_the_clients_versi
 def failing_server():
     """The gateway's HTTP server around an app that fails, once before answering and once
     after start_response, and answers without a Content-Length otherwise."""
-    from sandbox_gateway.server import create_server
 
     class Failing:
         def __call__(self, environ, start_response):
@@ -259,14 +261,7 @@ def failing_server():
                 raise RuntimeError("broken after start_response")
             return [b"no ", b"length"]
 
-        def close(self):
-            pass
-
-    server = create_server("127.0.0.1", 0, app=Failing())
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    yield server
-    server.stop()
+    yield from _served(Failing())
 
 
 def test_an_app_that_fails_gets_a_500_and_a_closed_connection(failing_server, caplog):
