@@ -11,7 +11,8 @@ buyers' connections from one event loop (tests/bench/_buyers.py).
    -> flash_sale.sustained_orders_per_s
    with where the CPU went during it, per paid order: the web workers, PostgreSQL, the
    sandbox gateway, the load generator, and the whole machine
-   -> flash_sale.{web,db,gateway,client,machine}_cpu_ms_per_order
+   -> flash_sale.{web,db,gateway,client,machine}_cpu_ms_per_order, and how many database
+   connections waited for another transaction's lock, on average -> flash_sale.lock_waiting
 3. ceiling: the raw allocate statement (UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP
    LOCKED LIMIT 1)) in a psycopg loop, 8 connections -> flash_sale.pgbench_tps
 """
@@ -25,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.bench._harness import (devstack, emit, migrate_everything, progress, setup_django,
+from tests.bench._harness import (LockWaitSampler, devstack, emit, migrate_everything, progress, setup_django,
                                   tree_cpu_seconds)
 from tests.bench._shop import buyers_of, create_shop, product_with_stock, sandbox_gateway, web_server
 
@@ -145,7 +146,8 @@ def main() -> None:
                 emit("flash_sale.race_errors", errors, "requests")
                 meter = CpuMeter(web_pid=base.pid, gateway_pid=gateway.pid)
                 cpu_before = meter.read()
-                elapsed, paid, refused, errors = _race(base, token, sustained_sku.pk, 200, loop=True)
+                with LockWaitSampler(os.environ["DATABASE_URL"]) as lock_waits:
+                    elapsed, paid, refused, errors = _race(base, token, sustained_sku.pk, 200, loop=True)
                 cpu_after = meter.read()
                 with tenant_context(shop):
                     sold, duplicates = _invariants(sustained_sku.pk)
@@ -156,6 +158,7 @@ def main() -> None:
                 for part in ("web", "db", "gateway", "client", "machine"):
                     emit(f"flash_sale.{part}_cpu_ms_per_order",
                          1000 * (cpu_after[part] - cpu_before[part]) / max(paid, 1), "ms")
+                emit("flash_sale.lock_waiting", lock_waits.mean, "connections")
         with tenant_context(shop):
             from platform_core.orders.models import OrderLine
 

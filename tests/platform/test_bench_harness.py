@@ -53,3 +53,34 @@ def test_checkout_ab_serves_the_base_from_a_worktree_it_removes_afterwards():
         assert (Path(path) / "platform_core" / "db" / "rows.py").is_file()
         assert _git("rev-parse", "HEAD").startswith(commit) and len(commit) == 9
     assert not Path(path).exists() and path not in _git("worktree", "list")
+
+
+def test_the_lock_wait_sampler_counts_connections_waiting_for_a_lock(django_db_setup, django_db_blocker):
+    import threading
+    import time
+
+    import psycopg
+    from django.db import connection
+
+    from tests.bench._harness import LockWaitSampler
+
+    params = connection.settings_dict
+    url = (f"postgresql://{params['USER']}@{params['HOST'] or '127.0.0.1'}:{params['PORT'] or 5432}/"
+           f"{params['NAME']}")
+    with django_db_blocker.unblock(), psycopg.connect(url, autocommit=True) as holder, \
+            psycopg.connect(url, autocommit=True) as waiter:
+        holder.execute("SELECT pg_advisory_lock(4242)")
+        blocked = threading.Thread(target=lambda: waiter.execute("SELECT pg_advisory_lock(4242)"))
+        with LockWaitSampler(url, interval=0.01) as sampler:
+            blocked.start()
+            deadline = time.monotonic() + 10
+            while 1 not in sampler.samples and time.monotonic() < deadline:
+                time.sleep(0.01)
+            holder.execute("SELECT pg_advisory_unlock(4242)")
+            blocked.join(timeout=10)
+            waited = len(sampler.samples)
+            while len(sampler.samples) < waited + 3:  # and then nobody waits
+                time.sleep(0.01)
+        waiter.execute("SELECT pg_advisory_unlock(4242)")
+    assert 1 in sampler.samples and sampler.samples[-1] == 0
+    assert 0 < sampler.mean < 1
