@@ -258,6 +258,9 @@ CACHES = {
 # plugins, plan) from its own memory for this long; a write through the same process
 # forgets them at once, another process's is seen within it (decision 0048). 0: off
 KAMENG_CACHE_PROCESS_SECONDS = float(os.environ.get("KAMENG_CACHE_PROCESS_SECONDS", "1"))
+# a web process that woke the delivery mailer (or saw it woken) skips waking it again for
+# this long; the drain it woke sends a follow-up drain as long after (decision 0050). 0: off
+KAMENG_MAILER_WAKE_SECONDS = float(os.environ.get("KAMENG_MAILER_WAKE_SECONDS", "1"))
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 SESSION_COOKIE_NAME = "kameng_session"
 SESSION_COOKIE_HTTPONLY = True

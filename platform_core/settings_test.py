@@ -23,7 +23,9 @@ from platform_core.settings import *  # noqa: E402,F401,F403
 
 PLATFORM_DOMAIN = "kameng.test"
 ALLOWED_HOSTS = ["*"]
-CELERY_TASK_ALWAYS_EAGER = True
+# tests run tasks in-process; a real worker started by a test (KAMENG_TEST_WORKER=1) sends
+# the tasks its tasks send (follow-ups, retries) through the broker, as in production
+CELERY_TASK_ALWAYS_EAGER = os.environ.get("KAMENG_TEST_WORKER") != "1"
 CELERY_TASK_EAGER_PROPAGATES = True
 KAMENG_SPARE_SHOPS = 2
 

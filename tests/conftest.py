@@ -98,6 +98,9 @@ def _public_schema_between_tests():
 def _clean_cache():
     yield
     cache.clear()
+    from platform_core.orders.tasks import forget_wake_ups
+
+    forget_wake_ups()
 
 
 @pytest.fixture

@@ -4,8 +4,10 @@ broker that is down nor a mail server that fails loses one."""
 from __future__ import annotations
 
 import smtplib
+import time
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from kombu.exceptions import OperationalError as BrokerDown
 
@@ -15,18 +17,21 @@ from platform_core.orders.services import LineRequest
 from tests.commerce_helpers import make_product, pay
 from tests.orders.test_orders import place
 from tests.orders.test_concurrency import committed_alpha, run_in_threads  # noqa: F401 - fixture
+from tests.platform.test_worker import queued, worker  # noqa: F401 - fixtures
 
 
 @pytest.fixture
 def wake_ups(monkeypatch):
     """The drains the deliveries asked for, not run (as with a busy worker)."""
     asked = []
-    monkeypatch.setattr(tasks.send_pending_order_emails, "delay", lambda: asked.append(connection.schema_name))
+    monkeypatch.setattr(tasks.send_pending_order_emails, "delay",
+                        lambda **kwargs: asked.append(connection.schema_name))
     return asked
 
 
 def test_a_burst_of_deliveries_wakes_the_mailer_once_and_each_buyer_gets_one_email(
-        shop, mailoutbox, wake_ups, django_capture_on_commit_callbacks):
+        shop, mailoutbox, wake_ups, django_capture_on_commit_callbacks, settings):
+    settings.KAMENG_MAILER_WAKE_SECONDS = 0  # the flag alone: every delivery asks Redis
     sku = make_product(keys=3)
     orders = [place(sku, contact=f"b{n}@example.com") for n in range(3)]
     for order in orders:
@@ -43,9 +48,69 @@ def test_a_burst_of_deliveries_wakes_the_mailer_once_and_each_buyer_gets_one_ema
     assert wake_ups == [shop.schema_name] * 2
 
 
+def test_a_process_that_woke_the_mailer_skips_waking_it_again_and_the_follow_up_drain_sends_what_it_skipped(
+        shop, mailoutbox, monkeypatch, settings, django_capture_on_commit_callbacks):
+    """Decision 0050: within its seconds a process does not even ask Redis; the drain
+    it woke asks for a follow-up drain as long after, which sends what came meanwhile."""
+    settings.KAMENG_MAILER_WAKE_SECONDS = 60
+    woken, follow_ups = [], []
+    monkeypatch.setattr(tasks.send_pending_order_emails, "delay", lambda **kwargs: woken.append(kwargs))
+    monkeypatch.setattr(tasks.send_pending_order_emails, "apply_async", lambda **kwargs: follow_ups.append(kwargs))
+    sku = make_product(keys=3)
+    first, second, third = (place(sku, contact=f"b{n}@example.com") for n in range(3))
+    with django_capture_on_commit_callbacks(execute=True):
+        pay(first)
+    assert woken == [{"follow_up_after": 60}] and cache.get(tasks.MAILER_WOKEN_KEY) == 1
+    assert tasks.send_pending_order_emails(**woken[0]) == 1  # the woken drain, as the worker runs it
+    assert follow_ups == [{"countdown": 60}] and cache.get(tasks.MAILER_WOKEN_KEY) is None
+    with django_capture_on_commit_callbacks(execute=True):
+        pay(second)  # after the drain read the queue, within the process's seconds
+    assert len(woken) == 1 and cache.get(tasks.MAILER_WOKEN_KEY) is None  # no SET NX, no message
+    assert list(PendingOrderEmail.objects.values_list("order_id", flat=True)) == [second.pk]
+    assert tasks.send_pending_order_emails() == 1  # the follow-up, 60 s later
+    assert [m.to for m in mailoutbox] == [["b0@example.com"], ["b1@example.com"]]
+    assert len(follow_ups) == 1  # a follow-up asks for no other
+    # once the seconds have passed, the next delivery wakes the mailer again
+    later = time.monotonic() + 61
+    monkeypatch.setattr(tasks.time, "monotonic", lambda: later)
+    with django_capture_on_commit_callbacks(execute=True):
+        pay(third)
+    assert len(woken) == 2 and cache.get(tasks.MAILER_WOKEN_KEY) == 1
+
+
+def test_a_real_worker_sends_by_its_follow_up_drain_what_a_process_did_not_wake_it_for(
+        committed_alpha, worker, queued, settings, monkeypatch):
+    """With a Celery worker: the second delivery comes after the woken drain emptied the
+    queue and does not wake it; the follow-up drain, in the same shop, sends it."""
+    settings.KAMENG_MAILER_WAKE_SECONDS = 5
+    woken = []
+    real_delay = tasks.send_pending_order_emails.delay
+    monkeypatch.setattr(tasks.send_pending_order_emails, "delay",
+                        lambda **kwargs: woken.append(kwargs) or real_delay(**kwargs))
+    sku = make_product(keys=2)
+    first, second = place(sku, contact="first@example.com"), place(sku, contact="second@example.com")
+
+    def queued_for(order) -> bool:
+        return PendingOrderEmail.objects.filter(order_id=order.pk).exists()
+
+    def drained(order, seconds) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if not queued_for(order):
+                return True
+            time.sleep(0.05)
+        return False
+
+    pay(first)  # not in a test transaction: committed, so the hook runs and the worker sees it
+    assert len(woken) == 1 and drained(first, 4.5)
+    pay(second)
+    assert len(woken) == 1 and queued_for(second)  # not woken for: the follow-up's to send
+    assert drained(second, 20)
+
+
 def test_the_delivery_stands_when_the_broker_is_down_and_the_email_follows(
         shop, mailoutbox, monkeypatch, django_capture_on_commit_callbacks):
-    def broker_down():
+    def broker_down(**kwargs):
         raise BrokerDown("Error 111 connecting to localhost:6379. Connection refused.")
 
     monkeypatch.setattr(tasks.send_pending_order_emails, "delay", broker_down)

@@ -25,6 +25,7 @@ def worker():
     env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     env["REDIS_URL"] = settings.REDIS_URL
     env["KAMENG_TEST_OWNS_DEVSTACK"] = "0"
+    env["KAMENG_TEST_WORKER"] = "1"
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "platform_core", "worker", "--loglevel", "WARNING",
          "--concurrency", "1", "--pool", "solo", "--without-gossip", "--without-mingle", "--without-heartbeat"],
