@@ -20,6 +20,8 @@ from functools import lru_cache
 from django.db import connection
 from django.db.models.base import ModelState
 
+from platform_core.db.cursors import statement_cursor
+
 # writes waiting to go to the database together (see batched_writes); None outside a batch
 _pending_writes: ContextVar[list | None] = ContextVar("kameng_pending_writes", default=None)
 
@@ -61,7 +63,7 @@ def hold_write(sql: str, params: list, *, table: str, row_pk=None) -> None:
 def _hold_or_execute(sql: str, params: list, table: str, row_pk=None) -> None:
     pending = _pending_writes.get()
     if pending is None:
-        with connection.cursor() as cursor:
+        with statement_cursor() as cursor:
             cursor.execute(sql, params)
         return
     if row_pk is not None and any(held[2] == table and held[3] == row_pk for held in pending):
@@ -108,7 +110,7 @@ def with_held_writes(sql: str, params: list, *, tables: tuple[str, ...]) -> tupl
 def _send_held_writes(pending: list) -> None:
     if pending:
         sql, params = _combined(pending)
-        with connection.cursor() as cursor:  # goes through _send_held_writes_first: nothing is held by now
+        with statement_cursor() as cursor:  # goes through _send_held_writes_first: nothing is held by now
             cursor.execute(sql, params)
 
 
@@ -224,7 +226,7 @@ def insert_row(instance, *, ignore_conflicts: bool = False, returning: bool = Tr
             raise ValueError("insert_row(ignore_conflicts=True) answers whether the row was written: it needs RETURNING")
         _hold_or_execute(f"{head} VALUES {row}", params, instance._meta.db_table)
         return True
-    with connection.cursor() as cursor:
+    with statement_cursor() as cursor:
         cursor.execute(f"{head} VALUES {row}{tail}", params)
         returned = cursor.fetchone()
     if returned is None:
@@ -240,7 +242,7 @@ def insert_row_alongside(instance, query: str, params: list, *, ignore_conflicts
     head, row, tail, plan = _insert_parts(type(instance), ignore_conflicts)
     values = _db_values(plan, instance, True)
     pk = connection.ops.quote_name(instance._meta.pk.column)
-    with connection.cursor() as cursor:
+    with statement_cursor() as cursor:
         cursor.execute(f"WITH alongside AS ({query}), written AS ({head} VALUES {row}{tail}) "
                        f"SELECT (SELECT {pk} FROM written), alongside.* FROM alongside", [*params, *values])
         returned = cursor.fetchone()
@@ -279,7 +281,7 @@ def insert_rows(instances: list, *, returning: bool = True, keyed: bool = False)
         for instance in instances if keyed else ():
             _written(instance, instance.pk)
         return
-    with connection.cursor() as cursor:
+    with statement_cursor() as cursor:
         cursor.execute(f"{head} VALUES {', '.join([row] * len(instances))}{tail}", params)
         keys = [returned[0] for returned in cursor.fetchall()]
     for instance, key in zip(instances, keys, strict=True):  # PostgreSQL returns rows in VALUES order
@@ -446,7 +448,7 @@ def select_rows(model, where: str, params: list, *, suffix: str = "", independen
     sql, names, converters = _select_sql(model, where, suffix)
     if independent_of_held:
         sql, params = with_held_writes(sql, params, tables=(model._meta.db_table,))
-    with connection.cursor() as cursor:
+    with statement_cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     return [_loaded(model, names, converters, list(row)) for row in rows]
@@ -476,7 +478,7 @@ def select_joined(models: tuple, joins: str, where: str, params: list, *, suffix
     follow the placeholders' order in the statement: ``extra``, ``joins``, ``where``. A
     model whose row a LEFT JOIN did not find comes back as None; no row at all, None."""
     sql, parts, width = _joined_sql(tuple(models), joins, where, suffix, tuple(extra))
-    with connection.cursor() as cursor:
+    with statement_cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
@@ -511,7 +513,7 @@ def insert_row_locking_joined(instance, query: str, params: list, models: tuple,
     pk = connection.ops.quote_name(instance._meta.pk.column)
     # a nested loop: the outer read first, then the locked join; the INSERT's id is an
     # InitPlan evaluated when the one result row is formed, so after the lock is held
-    with connection.cursor() as cursor:
+    with statement_cursor() as cursor:
         cursor.execute(f"WITH alongside AS ({query}), written AS ({head} VALUES {row}{tail}) "
                        f"SELECT (SELECT {pk} FROM written), alongside.*, found.* FROM alongside "
                        f"LEFT JOIN LATERAL ({joined_sql}) found ON TRUE", [*params, *values, *joined_params])

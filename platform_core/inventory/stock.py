@@ -8,9 +8,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from django.db import connection
 
 from platform_core import crypto
+from platform_core.db.cursors import statement_cursor
 from platform_core.db.rows import hold_write
 
 KEY_CONTEXT = "inventory:cardkey"
@@ -56,7 +56,7 @@ def adjust_counts(sku_id: int, *, available: int = 0, reserved: int = 0, sold: i
                (("available_count", available), ("reserved_count", reserved), ("sold_count", sold)) if delta]
     if not changes:
         return False
-    with connection.cursor() as cursor:
+    with statement_cursor() as cursor:
         cursor.execute(
             f"UPDATE catalog_sku s SET {', '.join(changes)} WHERE id = %s RETURNING {LOW_STOCK_DUE_SQL}",
             [delta for delta in (available, reserved, sold) if delta] + [sku_id])

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from billing.limits import limit_refusal
 from platform_core.audit.services import audit_record
+from platform_core.db.cursors import statement_cursor
 from platform_core.db.rows import (batched_writes, insert_row, insert_row_alongside, insert_rows, new_key_sql,
                                    new_keys_sql, new_row, select_joined, select_rows, update_row, with_held_writes)
 from platform_core.money import format_minor
@@ -79,7 +80,7 @@ def unit_price_for(*, sku: SKU, quantity: int, customer=None) -> int:
     if read is not None and read[0] == quantity:
         tier = read[1]
     else:
-        with connection.cursor() as cursor:
+        with statement_cursor() as cursor:
             cursor.execute(f"SELECT {WHOLESALE_TIER_SQL.format(sku='%s')}", [quantity, sku.pk])
             tier = cursor.fetchone()[0]
     if tier is not None:
@@ -134,7 +135,7 @@ def _claim_free_keys(sku: SKU, quantity: int, assignments: str, params: list, *,
                 UPDATE catalog_sku SET available_count = available_count - (SELECT count(*) FROM claimed),
                     {counted_as} = {counted_as} + (SELECT count(*) FROM claimed)
                 WHERE id = %s AND EXISTS (SELECT 1 FROM claimed))"""
-    with connection.cursor() as cursor:
+    with statement_cursor() as cursor:
         cursor.execute(*with_held_writes(
             f"""WITH picked AS MATERIALIZED (
                     SELECT id FROM inventory_cardkey WHERE sku_id = %s AND status = 'available' AND NOT is_loop
@@ -413,7 +414,7 @@ def _sell_line(line: OrderLine) -> tuple[int, bool]:
     missing = line.quantity - line.delivered_quantity
     if missing <= 0:
         return line.delivered_quantity, False
-    with connection.cursor() as cursor:
+    with statement_cursor() as cursor:
         # the reserved keys sold, and whether the SKU is due a low-stock alert (a sale moves
         # no available key: the count it reads is the one the alert is about)
         cursor.execute(*with_held_writes(
