@@ -264,6 +264,30 @@ class ReusingRedisCacheClient(RedisCacheClient):
         # kept serialised: every read gets its own copy, as from Redis
         return default if raw is None else _decoded(self._serializer, raw)
 
+    def derived(self, key, build: Callable[[Any], T], also=None) -> T | None:
+        """``build(value)`` for the value ``key`` (a made key) holds, made once per
+        process for each value it holds (told apart by its stored bytes) and each
+        ``also`` (anything else the result depends on); None when the key holds nothing.
+        What ``build`` returns is shared by every later caller: it must not be changed."""
+        memory = _request_memory.get()
+        if memory is None:
+            raw = self.get_client(key).get(key)
+        else:
+            try:
+                raw = memory[key]
+            except KeyError:
+                raw = memory[key] = self.get_client(key).get(key)
+        if raw is None:
+            return None
+        try:
+            return _derived[key, raw, also]
+        except KeyError:
+            pass
+        if len(_derived) >= _DERIVED_KEPT:
+            _derived.clear()
+        made = _derived[key, raw, also] = build(self._serializer.loads(raw))
+        return made
+
     def prefetch(self, keys: list[str]) -> None:
         """Read ``keys`` (made keys) in one MGET into the request memory.
 
@@ -301,6 +325,12 @@ class ReusingRedisCacheClient(RedisCacheClient):
     clear = _forgetting("clear")
 
 
+#: per process: (made key, the value's stored bytes, also) -> what was built from it
+#: (``derived``)
+_derived: dict[tuple[str, bytes, Any], Any] = {}
+_DERIVED_KEPT = 1024
+
+
 class KamengRedisCache(RedisCache):
     def __init__(self, server, params):
         super().__init__(server, params)
@@ -313,6 +343,11 @@ class KamengRedisCache(RedisCache):
 
     def prefetch(self, keys: list[str]) -> None:
         self.prefetch_made([self.make_and_validate_key(key) for key in keys])
+
+    def derived(self, key: str, build: Callable[[Any], T], also=None) -> T | None:
+        """``build(value)`` of ``key``'s cached value, made once per process for each
+        value (see ``ReusingRedisCacheClient.derived``); None when nothing is cached."""
+        return self._cache.derived(self.make_and_validate_key(key), build, also)
 
     def prefetch_made(self, made_keys: list[str]) -> None:
         """:meth:`prefetch` for keys already made (``make_and_validate_key``)."""

@@ -73,21 +73,31 @@ def enabled_plugins(shop=None):
 
 
 def _enabled_plugins_of(shop) -> list:
+    # built anew when the installed plugins change (tests install their own)
+    configured = cache.derived(ENABLED_CACHE_KEY, _configured_plugins, also=tuple(installed_plugins().values()))
+    if configured is None:  # not cached: read and cache the rows, then build from them
+        configured = _configured_plugins(_enabled_rows())
+    # the plan may change without the rows: asked on every request
+    return [plugin_class(shop, config) for plugin_class, config in configured
+            if not plugin_class.unavailable_reason(shop)]
+
+
+def _configured_plugins(rows: list[dict[str, Any]]) -> tuple:
+    """(plugin class, configuration with its accounts) of each enabled row whose plugin
+    is installed. Built once per process for each cached value of the rows (decision
+    0052): the configurations are shared by every request of the shop, never changed."""
     from plugins.models import PluginAccount, PluginConfig
 
     installed = installed_plugins()
-    plugins = []
-    for row in _enabled_rows():
+    configured = []
+    for row in rows:
         plugin_class = installed.get(row["slug"])
         if plugin_class is None:  # uninstalled since it was enabled: skip, don't crash the shop
             continue
-        if plugin_class.unavailable_reason(shop):
-            continue
-        # made on every request from the cached rows: the cheap way (platform_core.db.rows)
         config = new_row(PluginConfig, **{k: v for k, v in row.items() if k != "accounts"}, enabled=True)
-        config.cached_accounts = [new_row(PluginAccount, **account) for account in row["accounts"]]
-        plugins.append(plugin_class(shop, config))
-    return plugins
+        config.cached_accounts = tuple(new_row(PluginAccount, **account) for account in row["accounts"])
+        configured.append((plugin_class, config))
+    return tuple(configured)
 
 
 def _check(hook: str) -> None:

@@ -107,6 +107,38 @@ def test_disable_stops_the_hook(alpha):
             "plugin.configured", "plugin.disabled"]
 
 
+def test_a_process_builds_the_enabled_configurations_once_per_cached_value_and_plan_checks_every_request(alpha):
+    """Decision 0052: requests share the configurations built from the same cached rows
+    (each gets its own plugin instances, for its own shop object); a change of the rows
+    builds them anew, and a plan that no longer includes the plugin hides it at once."""
+    from billing.limits import forget_plan_cache
+    from billing.models import Plan, Subscription
+    from platform_core.cache import request_scope
+
+    def one_request():
+        with request_scope():
+            return hooks.enabled_plugins(alpha)
+
+    with tenant_context(alpha):
+        services.plugin_configure(shop=alpha, slug="dummy-gateway", data=GOOD, enable=True)
+        one_request()  # reads the rows from the database and caches them
+        first, second = one_request(), one_request()
+        assert [type(p) for p in first] == [DummyGatewayPlugin]
+        assert first[0] is not second[0] and first[0].config is second[0].config
+        assert first[0].settings["discount"] == 100
+        services.plugin_configure(shop=alpha, slug="dummy-gateway", data={**GOOD, "discount": 7})
+        one_request()
+        changed = one_request()
+        assert changed[0].config is not first[0].config and changed[0].settings["discount"] == 7
+        assert hooks.pipeline("price_adjust", 100) == 93
+    plan = Plan.objects.create(code="marketing-only", name="Marketing only", monthly_fee=0,
+                               features=["plugins.marketing"])
+    Subscription.objects.filter(shop=alpha).update(plan=plan)
+    forget_plan_cache(alpha)
+    with tenant_context(alpha):
+        assert one_request() == []  # the same cached rows, a plan without payment plugins
+
+
 def test_unknown_hook_name_is_a_loud_error(alpha):
     with tenant_context(alpha), pytest.raises(hooks.UnknownHook):
         hooks.collect("no_such_hook")
