@@ -24,8 +24,9 @@ def request_hostname(request) -> str:
     return request.get_host().rsplit(":", 1)[0].lower().rstrip(".")
 
 
-def platform_hosts() -> set[str]:
-    return {settings.PLATFORM_DOMAIN, f"www.{settings.PLATFORM_DOMAIN}"}
+def platform_hosts() -> tuple[str, str]:
+    domain = settings.PLATFORM_DOMAIN
+    return domain, f"www.{domain}"
 
 
 class PublicTenant:
@@ -38,9 +39,9 @@ class PublicTenant:
 
 
 class ShopRoutingMiddleware(TenantMainMiddleware):
-    def get_tenant(self, domain_model, hostname):
+    def get_tenant(self, domain_model, hostname, made_key=None):
         key = route_cache_key(hostname)
-        shop = cache.get(key)
+        shop = cache.get(key) if made_key is None else cache.get_made(made_key)
         if shop is None:
             domain = (domain_model.objects.select_related("tenant")
                       .filter(domain=hostname, verified_at__isnull=False).first())
@@ -59,9 +60,9 @@ class ShopRoutingMiddleware(TenantMainMiddleware):
             return self._serve_platform(request)
         from tenants.models import Domain
 
-        prefetch_route(hostname, route_cache_key(hostname))  # with the shop's keys its last request read
+        made_key = prefetch_route(hostname, route_cache_key(hostname))  # with the shop's keys its last request read
         try:
-            shop = self.get_tenant(Domain, hostname)
+            shop = self.get_tenant(Domain, hostname, made_key)
         except Domain.DoesNotExist:
             if request.path == "/healthz":  # load balancers probe by IP
                 return self._serve_platform(request)
