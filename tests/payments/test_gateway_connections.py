@@ -10,6 +10,8 @@ import threading
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from plugins.payments.sandbox import plugin as sandbox
 from sandbox_gateway import serve_in_thread
@@ -355,3 +357,26 @@ def test_a_gateway_that_does_not_answer_in_http_is_a_retryable_payment_error(can
         provider._call("GET", "/v1/payments/pay_x")
     assert refused.value.retryable and "Could not talk" in str(refused.value)
     assert sandbox._kept_connections() == {}  # the connection was not kept
+
+
+@pytest.mark.parametrize("form", [
+    {"amount": 1500, "currency": "CNY", "reference": "261206-0001"},
+    {"description": "Game card 100 × 2", "return_url": "https://shop.test/o/AB?t=1&x=2"},
+    {"metadata[order]": "a b+c", "empty": "", "none": None, "flag": True, b"raw": b"b\xffytes"},
+    {"dash-dot_tilde~": "A-Z.a_z~09", "percent": "100%", "slash": "/"},
+])
+def test_a_form_body_is_encoded_as_urlencode_encodes_it(form):
+    from urllib.parse import urlencode
+
+    from plugins.payments.sandbox.wire import form_body
+
+    assert form_body(form) == urlencode(form).encode()
+
+
+@given(st.dictionaries(st.text(max_size=12), st.one_of(st.text(max_size=20), st.integers(), st.none()), max_size=6))
+def test_any_form_body_is_encoded_as_urlencode_encodes_it(form):
+    from urllib.parse import urlencode
+
+    from plugins.payments.sandbox.wire import form_body
+
+    assert form_body(form) == urlencode(form).encode()

@@ -12,7 +12,7 @@ import select
 import threading
 import time
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from django import forms
 from django.conf import settings
@@ -29,7 +29,7 @@ from plugins.payment import (
     StatusOutcome,
     WebhookRejected,
 )
-from plugins.payments.sandbox.wire import KeptConnection, RemoteClosed, request_bytes
+from plugins.payments.sandbox.wire import KeptConnection, RemoteClosed, form_body, request_bytes
 
 API_KEY_RE = re.compile(r"^sk_sandbox_[A-Za-z0-9]{16,64}$")
 DEFAULT_GATEWAY_URL = "http://127.0.0.1:8001"
@@ -74,7 +74,7 @@ def _http_call(method: str, url: str, *, form: dict | None, headers: dict[str, s
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {url!r}")
-    body = urlencode(form).encode() if form is not None else None
+    body = form_body(form) if form is not None else None
     if body is not None:
         headers = {**headers, "Content-Type": "application/x-www-form-urlencoded"}
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
