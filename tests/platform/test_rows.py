@@ -1,7 +1,9 @@
 """The compiled-once row helpers write and read exactly what the ORM does."""
 from __future__ import annotations
 
+import datetime
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import IntegrityError, connection, transaction
@@ -374,7 +376,9 @@ def _every_concrete_field():
     return [(model, field) for model in apps.get_models() for field in model._meta.concrete_fields]
 
 
-@pytest.mark.parametrize("value", [0, 7, -3, 2**40, "", "中文 x", True, False, None])
+@pytest.mark.parametrize("value", [0, 7, -3, 2**40, "", "中文 x", True, False, None,
+                                   datetime.datetime(2026, 12, 6, 12, 0, tzinfo=datetime.timezone.utc),
+                                   datetime.datetime(2026, 12, 6, 20, 0, tzinfo=ZoneInfo("Asia/Shanghai"))])
 def test_values_prepared_directly_are_exactly_what_each_field_would_prepare(value):
     # every field of every model whose values the plan prepares itself: the field's own
     # path answers the same value, of the same type (psycopg's Int4/Int8 wrappers
@@ -398,8 +402,9 @@ def test_values_of_other_kinds_and_fields_that_convert_go_through_the_field(shop
 
     kinds = {f.name: rows._value_plan((f,))[0][2] for f in Order._meta.concrete_fields}
     assert (kinds["id"], kinds["total"], kinds["number"], kinds["customer"]) == (int, int, str, int)
-    # JSON, date-times and network addresses are always prepared by their fields
-    assert kinds["ip"] is kinds["reserved_until"] is kinds["created_at"] is None
+    assert kinds["reserved_until"] is kinds["created_at"] is datetime.datetime  # the aware ones
+    # JSON and network addresses are always prepared by their fields
+    assert kinds["ip"] is None
     assert rows._value_plan((OrderEvent._meta.get_field("data"),))[0][2] is None
 
     class Shouting(models.CharField):
@@ -425,6 +430,11 @@ def test_values_of_other_kinds_and_fields_that_convert_go_through_the_field(shop
         assert values[name] == expected and type(values[name]) is type(expected), name
     assert values["subtotal"] == 250 and values["language"] == "8"
     assert values["created_at"] is not None  # auto_now_add: pre_save stamps it
+    # a naive date-time goes through its field: made aware, with Django's warning
+    naive = _order("K9", paid_at=datetime.datetime(2026, 12, 6, 12, 0))
+    with pytest.warns(RuntimeWarning, match="naive datetime"):
+        (paid_at,) = rows._db_values(rows._value_plan((Order._meta.get_field("paid_at"),)), naive, False)
+    assert paid_at.utcoffset() is not None
     assert insert_row(order) is True
     assert Order.objects.filter(pk=order.pk, subtotal=250, total=250).exists()
     event = OrderEvent(order=order, kind="order.created", data={"n": 1})
