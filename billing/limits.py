@@ -72,11 +72,17 @@ def shop_plan(shop):
 
 def _cached_plan(shop):
     key = _cache_key(shop.pk)
-    plan = cache.get(key)
+    # decoded once per process for each cached value and shared (decision 0052): every
+    # request reads the plan, nothing changes this instance (plan changes save fresh rows)
+    plan = cache.derived(key, _as_cached)
     if plan is None:
         plan = _load_plan(shop) or False
         cache.set(key, plan, PLAN_CACHE_SECONDS)
     return plan or None
+
+
+def _as_cached(plan):
+    return plan
 
 
 def plan_features(shop) -> frozenset[str] | None:
