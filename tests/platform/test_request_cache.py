@@ -42,6 +42,31 @@ def test_every_read_gets_its_own_copy():
         assert cache.get("memo:rows") == [{"slug": "sandbox"}]
 
 
+def test_a_derived_value_is_built_once_per_stored_value_and_per_also():
+    built = []
+
+    def build(value):
+        built.append(value)
+        return ("built", tuple(value))
+
+    cache.delete("memo:derived")
+    assert cache.derived("memo:derived", build) is None and built == []  # nothing cached: nothing built
+    cache.set("memo:derived", ["a"])
+    first = cache.derived("memo:derived", build)
+    with request_scope():
+        assert cache.derived("memo:derived", build) is first  # shared, not built again
+    assert built == [["a"]]
+    _other_process_sets("memo:derived", ["b"])  # a new value: built from it
+    assert cache.derived("memo:derived", build) == ("built", ("b",)) and built == [["a"], ["b"]]
+    assert cache.derived("memo:derived", build, also="other") == ("built", ("b",)) and len(built) == 3
+    with request_scope():  # a request reads the key once and builds from what it read
+        assert cache.derived("memo:derived", build)[1] == ("b",)
+        _other_process_sets("memo:derived", ["c"])
+        assert cache.derived("memo:derived", build)[1] == ("b",)
+        cache.set("memo:derived", ["d"])  # its own write: read back
+        assert cache.derived("memo:derived", build)[1] == ("d",)
+
+
 def test_a_missing_key_is_remembered_as_missing_until_a_write():
     cache.delete("memo:absent")
     with request_scope():
