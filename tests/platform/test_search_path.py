@@ -16,16 +16,6 @@ def _names_and_sets():
     return names, [q["sql"] for q in captured.captured_queries if q["sql"].startswith("SET search_path")]
 
 
-@pytest.fixture
-def two_shops(alpha, bravo):
-    for shop, name in ((alpha, "Alpha card"), (bravo, "Bravo card")):
-        connection.set_tenant(shop)
-        Product.objects.all().delete()
-        Product.objects.create(name=name)
-    connection.set_schema_to_public()
-    return alpha, bravo
-
-
 def test_the_same_shop_again_sends_no_set_and_another_shop_does(two_shops):
     alpha, bravo = two_shops
     connection.set_tenant(alpha)

@@ -19,16 +19,6 @@ def _product_names() -> list[str]:
         return [row[0] for row in cursor.fetchall()]
 
 
-@pytest.fixture
-def two_shops(alpha, bravo):
-    for shop, name in ((alpha, "Alpha card"), (bravo, "Bravo card")):
-        connection.set_tenant(shop)
-        Product.objects.all().delete()
-        Product.objects.create(name=name)
-    connection.set_schema_to_public()
-    return alpha, bravo
-
-
 def test_one_cursor_serves_every_statement_of_a_connection_in_the_current_shop(two_shops):
     alpha, bravo = two_shops
     connection.set_tenant(alpha)
