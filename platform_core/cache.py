@@ -57,17 +57,21 @@ _made_shop_keys: dict[tuple[str, Any], list[str]] = {}
 
 
 def prefetch_route(hostname: str, route_key: str) -> str | None:
-    """Called by host routing (in the public schema) before it reads ``route_key``;
-    returns its made key (None outside a request scope)."""
+    """Called by host routing, in whatever schema the connection is, before it reads
+    ``route_key`` (a key of the public schema); returns its made key (None outside a
+    request scope)."""
     from django.core.cache import cache
 
     if _request_memory.get() is None or not hasattr(cache, "prefetch_made"):
         return None
     made = _made_route_keys.get(hostname)
     if made is None:
+        from django_tenants.utils import get_public_schema_name, schema_context
+
         if len(_made_route_keys) >= _HOSTS_REMEMBERED:
             _made_route_keys.clear()
-        made = _made_route_keys[hostname] = cache.make_and_validate_key(route_key)
+        with schema_context(get_public_schema_name()):  # routes are the platform's keys
+            made = _made_route_keys[hostname] = cache.make_and_validate_key(route_key)
     cache.prefetch_made([made, *_keys_last_read_for_host.get(hostname, ())])
     return made
 

@@ -3,6 +3,7 @@ its shop, anything else a clean 404."""
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.core.cache import cache
 from django.http import HttpResponseNotFound, JsonResponse
 from django.db import connection
@@ -43,6 +44,7 @@ class ShopRoutingMiddleware(TenantMainMiddleware):
         key = route_cache_key(hostname)
         shop = cache.get(key) if made_key is None else cache.get_made(made_key)
         if shop is None:
+            connection.set_schema_to_public()  # the domains, and the route's key, are the platform's
             domain = (domain_model.objects.select_related("tenant")
                       .filter(domain=hostname, verified_at__isnull=False).first())
             shop = domain.tenant if domain else False
@@ -54,16 +56,25 @@ class ShopRoutingMiddleware(TenantMainMiddleware):
         return shop
 
     def process_request(self, request):
-        connection.set_schema_to_public()
-        hostname = request_hostname(request)
+        try:
+            hostname = request_hostname(request)
+        except DisallowedHost:  # answered as the platform, not as the last request's shop
+            connection.set_schema_to_public()
+            raise
         if hostname in platform_hosts():
+            connection.set_schema_to_public()
             return self._serve_platform(request)
         from tenants.models import Domain
 
+        # a shop's request switches schema once, to its shop: the route is read by its
+        # key made in public once per process, the domains only when it is not cached
         made_key = prefetch_route(hostname, route_cache_key(hostname))  # with the shop's keys its last request read
+        if made_key is None:  # no request scope: the key is made now, in public
+            connection.set_schema_to_public()
         try:
             shop = self.get_tenant(Domain, hostname, made_key)
         except Domain.DoesNotExist:
+            connection.set_schema_to_public()
             if request.path == "/healthz":  # load balancers probe by IP
                 return self._serve_platform(request)
             return self.no_tenant_found(request, hostname)

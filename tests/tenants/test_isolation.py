@@ -80,6 +80,24 @@ def test_unknown_host_gets_a_clean_404(db):
     assert Client(HTTP_HOST="evil.example.org").get("/manage/").status_code == 404
 
 
+def test_after_a_shops_request_the_next_host_is_served_in_its_own_schema(db, alpha, bravo, settings):
+    """Routing switches straight from the last request's shop to the next one; an unknown
+    host and a host Django refuses are answered in public."""
+    from django.test import Client
+
+    for host, name in (("alpha.kameng.test", b"Alpha Shop"), ("bravo.kameng.test", b"Bravo Shop"),
+                       ("alpha.kameng.test", b"Alpha Shop")):
+        response = Client(HTTP_HOST=host).get("/")
+        assert response.status_code == 200 and name in response.content
+    assert connection.schema_name == "shop_alpha"  # as the next request finds the connection
+    assert Client(HTTP_HOST="nosuchshop.kameng.test").get("/").status_code == 404
+    assert connection.schema_name == "public"
+    assert b"Bravo Shop" in Client(HTTP_HOST="bravo.kameng.test").get("/").content
+    settings.ALLOWED_HOSTS = ["kameng.test", ".kameng.test"]
+    assert Client(HTTP_HOST="evil.example.org").get("/").status_code == 400
+    assert connection.schema_name == "public"
+
+
 def test_template_and_spare_schemas_never_route(db):
     from django.test import Client
 
