@@ -3,7 +3,6 @@ its shop, anything else a clean 404."""
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.exceptions import DisallowedHost
 from django.core.cache import cache
 from django.http import HttpResponseNotFound, JsonResponse
 from django.db import connection
@@ -57,10 +56,13 @@ class ShopRoutingMiddleware(TenantMainMiddleware):
 
     def process_request(self, request):
         try:
-            hostname = request_hostname(request)
-        except DisallowedHost:  # answered as the platform, not as the last request's shop
-            connection.set_schema_to_public()
+            return self._route(request)
+        except BaseException:  # a refused host, a cache that is down: answered as the
+            connection.set_schema_to_public()  # platform, never as the last request's shop
             raise
+
+    def _route(self, request):
+        hostname = request_hostname(request)
         if hostname in platform_hosts():
             connection.set_schema_to_public()
             return self._serve_platform(request)

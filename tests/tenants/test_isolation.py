@@ -98,6 +98,22 @@ def test_after_a_shops_request_the_next_host_is_served_in_its_own_schema(db, alp
     assert connection.schema_name == "public"
 
 
+def test_a_cache_that_fails_during_routing_leaves_the_connection_in_public(db, alpha, monkeypatch):
+    from django.core.cache import caches
+    from django.test import Client
+
+    assert Client(HTTP_HOST="alpha.kameng.test").get("/").status_code == 200
+    assert connection.schema_name == "shop_alpha"
+
+    def down(*args, **kwargs):
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(type(caches["default"]), "prefetch_made", down)
+    with pytest.raises(ConnectionError):
+        Client(HTTP_HOST="alpha.kameng.test").get("/")
+    assert connection.schema_name == "public"
+
+
 def test_template_and_spare_schemas_never_route(db):
     from django.test import Client
 
