@@ -1,5 +1,5 @@
 """One cursor kept per database connection for the statements the checkout and the
-webhook send themselves (``platform_core.db.rows``, the key claim, token lookups).
+webhook send themselves (``platform_core.db.rows``, the key claim, the stock counters).
 
 ``connection.cursor()`` makes a new psycopg cursor and a Django wrapper for every
 statement and walks django-tenants' search-path check, the health check and the
@@ -22,7 +22,8 @@ from django.db import DEFAULT_DB_ALIAS, connections
 class KeptCursor:
     """Django's ``CursorWrapper.execute`` (wrappers, errors, broken transactions) over a
     psycopg cursor that stays open with its connection. Used as a context manager like
-    Django's cursors; leaving the block does not close it."""
+    Django's cursors; leaving the block does not close it. It offers what those
+    statements use: ``execute``, ``fetchone``, ``fetchall``, ``rowcount``, ``description``."""
 
     __slots__ = ("db", "cursor")
 

@@ -82,13 +82,20 @@ def test_execute_wrappers_see_its_statements(alpha):
     assert seen == [("SELECT %s::int + 1", [41], True)]
 
 
-def test_logged_queries_take_djangos_cursor(alpha):
+def test_logged_queries_and_a_due_health_check_take_djangos_cursor(alpha, monkeypatch):
     connection.set_tenant(alpha)
     _product_names()
     with CaptureQueriesContext(connection) as captured:
         assert not isinstance(statement_cursor(), KeptCursor)
         _product_names()
     assert [q["sql"] for q in captured.captured_queries] == ["SELECT name FROM catalog_product ORDER BY id"]
+    db = connections["default"]
+    monkeypatch.setattr(db, "health_check_enabled", True)
+    monkeypatch.setattr(db, "health_check_done", False)
+    with statement_cursor() as cursor:  # Django's: it checks the connection first
+        assert not isinstance(cursor, KeptCursor)
+        cursor.execute("SELECT 1")
+    assert db.health_check_done and isinstance(statement_cursor(), KeptCursor)
 
 
 def test_a_new_connection_gets_a_new_kept_cursor(alpha):
