@@ -37,8 +37,11 @@ _per_shop_request_keys: list[Callable[[Any], str]] = []
 
 def read_on_every_shop_request(key_of: Callable[[Any], str]) -> Callable[[Any], str]:
     """Register ``key_of(shop)``: the key is fetched with the others in one round trip
-    when a request's shop is known, instead of one round trip each."""
+    when a request's shop is known, instead of one round trip each. The keys made for
+    shops before (a module registering late, as in a test run) are made again."""
     _per_shop_request_keys.append(key_of)
+    _made_shop_keys.clear()
+    _keys_last_read_for_host.clear()
     return key_of
 
 

@@ -170,6 +170,37 @@ def test_a_host_reads_its_route_and_its_shops_keys_in_one_round_trip_and_follows
     assert request_for("shop.example.org", bravo) == (["bravo rows"], ["MGET"])
 
 
+def test_a_key_registered_after_a_shop_was_routed_is_read_with_the_others(alpha, settings, requests_of_a_host,
+                                                                           monkeypatch):
+    """A module that registers its key late (after a request of the shop made the
+    shop's keys) still has it fetched with the shop's others, in the same MGET."""
+    from platform_core import cache as kameng_cache
+
+    settings.KAMENG_CACHE_PROCESS_SECONDS = 0
+    monkeypatch.setattr(kameng_cache, "_per_shop_request_keys", list(kameng_cache._per_shop_request_keys))
+    request_for = requests_of_a_host
+    request_for("late.example.org", alpha)  # the shop's keys made without the late one
+    kameng_cache.read_on_every_shop_request(lambda shop: "memo:late")
+    from django.db import connection
+
+    connection.set_tenant(alpha)
+    cache.set("memo:late", "fetched with the others")
+    connection.set_schema_to_public()
+    sent = []
+    original = redis.Redis.execute_command
+    monkeypatch.setattr(redis.Redis, "execute_command",
+                        lambda client, *args, **kw: (sent.append(args), original(client, *args, **kw))[1])
+    with request_scope():
+        kameng_cache.prefetch_route("late.example.org", "route:late.example.org")
+        connection.set_tenant(alpha)
+        kameng_cache.prefetch_for_shop(alpha, "late.example.org")
+        fetched = [key for command in sent if command[0] == "MGET" for key in command[1:]]
+        assert any(key.endswith("memo:late") for key in fetched), fetched
+        sent.clear()
+        assert cache.get("memo:late") == "fetched with the others" and sent == []  # no read of its own
+    connection.set_schema_to_public()
+
+
 @pytest.fixture
 def process_memory(settings):
     from platform_core import cache as kameng_cache
