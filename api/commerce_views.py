@@ -406,7 +406,8 @@ class OrderListApi(GenericAPIView):
         if values.get("payment"):
             from api.payment_views import PAYMENT_KEY, payment_prepared_with_order
 
-            within_transaction = payment_prepared_with_order(values["payment"]["provider"], prepared)
+            within_transaction = payment_prepared_with_order(request, values["payment"]["provider"],
+                                                             values["payment"].get("return_url"), prepared)
             within_transaction_keys = PAYMENT_KEY
         try:
             with api_field_names(renames):

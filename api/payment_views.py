@@ -13,8 +13,8 @@ from api.serializers_commerce import PaymentStartInput, PaymentStartOutput
 from platform_core.orders.models import Order
 from platform_core.payments import selectors as payment_selectors
 from platform_core.payments.models import Payment, PaymentMethodFee
-from platform_core.payments.services import (FeeError, PreparedPayment, UnknownProvider, payment_method_fee_set,
-                                             payment_prepare, payment_start)
+from platform_core.payments.services import (FeeError, GatewayStart, PreparedPayment, UnknownProvider,
+                                             payment_method_fee_set, payment_prepare, payment_start)
 from plugins.payment import PaymentError, PaymentPlugin
 from tenants.services import shop_url
 
@@ -47,21 +47,32 @@ class OrderPaymentStartApi(APIView):
 PAYMENT_KEY = (Payment,)
 
 
-def payment_prepared_with_order(provider: str, prepared: dict):
+def _gateway_start(request, order: Order, provider: str, return_url: str | None) -> GatewayStart:
+    """Where the buyer comes back to (the order's page unless the caller says) and where
+    the provider's webhooks go."""
+    shop = request.tenant
+    return GatewayStart(return_url=return_url or shop_url(shop, f"/order/{order.number}/?t={order.access_token}"),
+                        notify_url=shop_url(shop, f"/hooks/payments/{provider}/"))
+
+
+def payment_prepared_with_order(request, provider: str, return_url: str | None, prepared: dict):
     """For placing an order with ``payment``: a ``within_transaction`` for order_place
-    (with ``within_transaction_keys=PAYMENT_KEY``) that writes the order's pending
-    payment in the order's own transaction (no second transaction, no second lock of
-    the new order; its INSERT goes to the database with the key claim), into
-    ``prepared`` (order id -> PreparedPayment). A method that cannot take the order
-    writes nothing: the order stands, and starting the payment afterwards gives the
-    answer with the reason."""
+    (with ``within_transaction_keys=PAYMENT_KEY``) that starts the order's payment at its
+    gateway and writes it, with the gateway's answer, in the order's own transaction (no
+    second transaction, no second lock of the new order, no UPDATE after the call; its
+    INSERT goes to the database with the key claim; decision 0053), into ``prepared``
+    (order id -> PreparedPayment). A method that cannot take the order writes nothing:
+    the order stands, and starting the payment afterwards gives the answer with the
+    reason; a gateway that takes no account leaves a failed payment, as a later start
+    would."""
 
     def prepare(order: Order, keys: dict) -> None:
         if order.total == 0:  # free: delivered once its stock is reserved, nothing to pay
             return
         try:
             prepared[order.pk] = payment_prepare(order=order, provider_slug=provider, placed_now=True,
-                                                 key=keys[Payment])
+                                                 key=keys[Payment],
+                                                 start=_gateway_start(request, order, provider, return_url))
         except (UnknownProvider, PaymentError):
             pass  # raised before anything was written; payment_start says why
 
@@ -73,12 +84,10 @@ def api_payment_start(request, order: Order, provider: str, return_url: str | No
     """Start paying ``order`` with ``provider``: the answer's body and status, for this
     endpoint and for placing an order with ``payment`` in one request, and the payment
     (None when it could not start). ``prepared``: its payment written already."""
-    shop = request.tenant
-    return_url = return_url or shop_url(shop, f"/order/{order.number}/?t={order.access_token}")
-    notify_url = shop_url(shop, f"/hooks/payments/{provider}/")
+    start = _gateway_start(request, order, provider, return_url)
     try:
-        payment, action = payment_start(order=order, provider_slug=provider, return_url=return_url,
-                                        notify_url=notify_url, prepared=prepared)
+        payment, action = payment_start(order=order, provider_slug=provider, return_url=start.return_url,
+                                        notify_url=start.notify_url, prepared=prepared)
     except UnknownProvider as exc:
         return {"detail": str(exc), "field": "provider", "code": "unknown_provider"}, 400, None
     except PaymentError as exc:

@@ -95,23 +95,42 @@ def _fails_over(exc: PaymentError) -> bool:
     return exc.retryable or isinstance(exc, PaymentMisconfigured)
 
 
+@dataclass(frozen=True)
+class GatewayStart:
+    """What a gateway is told when a payment starts: where the buyer comes back to, and
+    the provider's webhook address (each merchant account gets its own, decision 0029)."""
+
+    return_url: str
+    notify_url: str
+
+
 @dataclass
 class PreparedPayment:
-    """A pending payment written, not yet sent to its gateway (:func:`payment_prepare`)."""
+    """A pending payment written (:func:`payment_prepare`); ``started`` when its gateway
+    was asked already (the account that took it and the answer), ``failure`` when no
+    account took it (the payment is written failed, the error raised by payment_start)."""
 
     provider: PaymentPlugin
     candidates: list[PaymentPlugin]  # the merchant accounts to try, in order
     payment: Payment
+    started: tuple[PaymentPlugin, PaymentAction] | None = None
+    failure: PaymentError | None = None
 
 
 def payment_prepare(*, order: Order, provider_slug: str, placed_now: bool = False,
-                    key: int | None = None) -> PreparedPayment:
+                    key: int | None = None, start: GatewayStart | None = None) -> PreparedPayment:
     """Inside a transaction: check ``provider_slug`` can take ``order`` and write its
     pending payment. ``placed_now``: the order was placed in this same transaction
     (order_place's ``within_transaction``), so nobody else can see it yet: it needs no
     lock and no re-reading, and the payment commits or rolls back with it. ``key``: the
     payment's primary key, taken in advance (order_place's ``within_transaction_keys``):
-    inside ``batched_writes`` its INSERT is held and goes with the next statement."""
+    inside ``batched_writes`` its INSERT is held and goes with the next statement.
+
+    ``start`` (with ``key``): ask the gateway before the payment is written, so its row
+    is written once, with the gateway's id or as failed (decision 0053): no UPDATE of it
+    after the call. A failure is kept on the result, not raised: the order stands."""
+    if start is not None and key is None:
+        raise ValueError("a payment started while it is prepared needs its key in advance")
     provider = provider_for(provider_slug, order)
     candidates = provider.accounts_to_try()
     if not candidates:
@@ -138,17 +157,61 @@ def payment_prepare(*, order: Order, provider_slug: str, placed_now: bool = Fals
                       fee_paid_by_buyer=quote.passed_to_buyer)
     if key is None:
         insert_row(payment)
-    else:
-        payment.pk = key
-        insert_rows([payment], keyed=True)
-    return PreparedPayment(provider, candidates, payment)
+        return PreparedPayment(provider, candidates, payment)
+    payment.pk = key
+    prepared = PreparedPayment(provider, candidates, payment)
+    if start is not None:
+        try:
+            prepared.started = _start_with_accounts(locked, payment, candidates, start, written=False)
+        except PaymentError as exc:
+            prepared.failure = exc
+        else:
+            payment.external_id = prepared.started[1].external_id or payment.external_id
+    insert_rows([payment], keyed=True)
+    return prepared
+
+
+def _start_with_accounts(order: Order, payment: Payment, candidates: list[PaymentPlugin], start: GatewayStart, *,
+                         written: bool) -> tuple[PaymentPlugin, PaymentAction]:
+    """Ask the merchant accounts in priority order until one takes ``payment``; returns
+    that account's provider and its answer. The payment records the account that took
+    it and, after a fail-over, the accounts tried. When none takes it, the payment is
+    marked failed (``data["attempts"]``) and the error is raised. ``written``: the
+    payment's row exists and these changes are saved; otherwise they stay on the
+    instance for its INSERT."""
+    attempts: list[dict] = []
+    for number, bound in enumerate(candidates, start=1):
+        if payment.account != bound.account_key:
+            payment.account = bound.account_key
+            if written:
+                payment.save(update_fields=["account"])
+        try:
+            action = bound.start(order, payment, return_url=start.return_url,
+                                 notify_url=account_notify_url(start.notify_url, bound.account_key))
+        except PaymentError as exc:
+            attempts.append({"account": bound.account_key, "error": _failure_kind(exc)})
+            if _fails_over(exc) and number < len(candidates):
+                logger.warning("payment %s: %s account %s failed (%s); trying the next account", payment.pk,
+                               payment.provider, bound.account_key, attempts[-1]["error"])
+                continue
+            _payment_start_failed(payment, attempts, written=written)
+            if len(attempts) > 1 and any(a["error"] == "retryable" for a in attempts) and not exc.retryable:
+                raise PaymentRetryable() from None  # some gateway was only down: trying later may work
+            raise
+        if attempts:
+            payment.data = {**payment.data, "attempts": attempts}
+            if written:
+                payment.save(update_fields=["data"])
+        return bound, action
+    raise PaymentMisconfigured("No merchant account to start the payment with.")  # candidates is never empty
 
 
 def payment_start(*, order: Order, provider_slug: str, return_url: str, notify_url: str,
                   prepared: PreparedPayment | None = None) -> tuple[Payment, PaymentAction]:
     """Create a pending payment and ask the provider how the buyer pays. Instant
     providers (wallet) complete it right here. ``prepared``: the payment
-    :func:`payment_prepare` wrote (and committed) already.
+    :func:`payment_prepare` wrote (and committed) already; when its gateway was asked
+    then, it is not asked again.
 
     A provider with several merchant accounts tries them in priority order and moves on
     to the next one when a gateway is down or refuses an account's credentials; the
@@ -158,32 +221,17 @@ def payment_start(*, order: Order, provider_slug: str, return_url: str, notify_u
     if prepared is None:
         with transaction.atomic():
             prepared = payment_prepare(order=order, provider_slug=provider_slug)
-    provider, candidates, payment = prepared.provider, prepared.candidates, prepared.payment
-    attempts: list[dict] = []
-    for number, bound in enumerate(candidates, start=1):
-        if payment.account != bound.account_key:
-            payment.account = bound.account_key
-            payment.save(update_fields=["account"])
-        try:
-            action = bound.start(order, payment, return_url=return_url,
-                                 notify_url=account_notify_url(notify_url, bound.account_key))
-        except PaymentError as exc:
-            attempts.append({"account": bound.account_key, "error": _failure_kind(exc)})
-            if _fails_over(exc) and number < len(candidates):
-                logger.warning("payment %s: %s account %s failed (%s); trying the next account", payment.pk,
-                               provider.slug, bound.account_key, attempts[-1]["error"])
-                continue
-            _payment_start_failed(payment, attempts)
-            if len(attempts) > 1 and any(a["error"] == "retryable" for a in attempts) and not exc.retryable:
-                raise PaymentRetryable() from None  # some gateway was only down: trying later may work
-            raise
-        break
-    if attempts:
-        payment.data = {**payment.data, "attempts": attempts}
-        payment.save(update_fields=["data"])
-    if action.external_id and not payment.external_id:
-        payment.external_id = action.external_id
-        update_row(payment, ["external_id"])
+    provider, payment = prepared.provider, prepared.payment
+    if prepared.failure is not None:
+        raise prepared.failure
+    if prepared.started is not None:
+        bound, action = prepared.started
+    else:
+        bound, action = _start_with_accounts(order, payment, prepared.candidates,
+                                             GatewayStart(return_url, notify_url), written=True)
+        if action.external_id and not payment.external_id:
+            payment.external_id = action.external_id
+            update_row(payment, ["external_id"])
     if action.kind == "instant":
         event = bound.execute(payment)
         if event is not None:
@@ -191,10 +239,12 @@ def payment_start(*, order: Order, provider_slug: str, return_url: str, notify_u
     return payment, action
 
 
-def _payment_start_failed(payment: Payment, attempts: list[dict]) -> None:
+def _payment_start_failed(payment: Payment, attempts: list[dict], *, written: bool) -> None:
     # the buyer got an error and starts again with a new payment; this one took nothing
-    Payment.objects.filter(pk=payment.pk, status=Payment.Status.PENDING).update(
-        status=Payment.Status.FAILED, data={**payment.data, "attempts": attempts})
+    payment.status, payment.data = Payment.Status.FAILED, {**payment.data, "attempts": attempts}
+    if written:
+        Payment.objects.filter(pk=payment.pk, status=Payment.Status.PENDING).update(
+            status=Payment.Status.FAILED, data=payment.data)
 
 
 def provider_account(provider: PaymentPlugin, account: str) -> PaymentPlugin:

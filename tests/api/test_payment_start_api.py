@@ -81,8 +81,9 @@ def test_placing_an_order_can_start_its_payment_in_the_same_request(alpha, alice
 
 
 def test_an_order_placed_with_payment_stands_when_the_gateway_is_down(alpha, alice):
-    """The order commits before the gateway is called; the call fails: the order waits
-    for payment with its keys reserved, the payment is marked failed with why."""
+    """The gateway is called in the order's transaction; the call fails: the order still
+    commits and waits for payment with its keys reserved, its payment written failed with
+    why, and the answer says the payment can be started again."""
     from platform_core import devstack
 
     with tenant_context(alpha):
@@ -174,6 +175,16 @@ def test_an_order_placed_with_payment_writes_both_in_one_transaction(alpha, alic
             assert not Order.objects.filter(contact__in=["short@example.com", "later@example.com"]).exists()
             sku.refresh_from_db()
             assert (sku.available_count, sku.reserved_count) == (0, 3)
+            ours = {str(pk): external for pk, external in Payment.objects.values_list("id", "external_id")}
+        # each payment asked its gateway before it was written, and was written with the
+        # gateway's id; the order refused at its key claim (after the call) left the gateway
+        # a pending payment that no buyer was shown and nothing refers to; the one refused
+        # by the stock count before any transaction never reached the gateway
+        at_gateway = {row["reference"]: (row["id"], row["status"])
+                      for row in server.app.store.read("SELECT id, reference, status FROM payments")}
+        assert {ref: ours[ref] for ref in ours} == {ref: at_gateway[ref][0] for ref in ours}
+        orphans = [state for ref, state in at_gateway.items() if ref not in ours]
+        assert [status for _, status in orphans] == ["pending"]
 
         gift = place(free.pk, "gift@example.com")
         assert gift.status_code == 201, gift.content

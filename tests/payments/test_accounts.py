@@ -186,6 +186,49 @@ def test_every_account_down_is_one_retryable_error_and_one_failed_payment(alpha,
         assert order.status == Order.Status.PENDING_PAYMENT  # the buyer may try again
 
 
+def test_an_order_placed_with_payment_fails_over_before_its_payment_is_written(alpha, alice, backup_gateway,
+                                                                              dead_url):
+    """Placing an order with ``payment`` asks the gateways before the payment's row is
+    written (decision 0053): the row is written once, with the account that took it, the
+    accounts tried and the gateway's id — or failed, with every account tried."""
+    from tests.api.test_commerce_api import api
+
+    backup_key = new_api_key()
+    with tenant_context(alpha):
+        configure(alpha, main_url=dead_url, main_key=new_api_key(), backup_url=backup_gateway.base,
+                  backup_key=backup_key)
+        sku, _ = make_stock(alpha, keys=2)
+    client = api(alpha, alice)
+
+    def place(contact):
+        return client.post("/api/v1/orders/", json.dumps({
+            "lines": [{"sku_id": sku.pk, "quantity": 1}], "contact": contact, "query_password": "1234",
+            "payment": {"provider": "sandbox"}}), content_type="application/json")
+
+    placed = place("over@example.com")
+    assert placed.status_code == 201 and placed.json()["payment_error"] is None, placed.content
+    answer = placed.json()["payment"]
+    assert answer["url"].startswith(f"{backup_gateway.base}/pay/")
+    with tenant_context(alpha):
+        payment = Payment.objects.get(pk=answer["payment_id"])
+        assert (payment.account, payment.status, payment.external_id) == ("backup", "pending", answer["external_id"])
+        assert payment.data["attempts"] == [{"account": "main", "error": "retryable"}]
+    assert at_gateway(backup_gateway, backup_key, payment.external_id)["reference"] == str(payment.pk)
+
+    with tenant_context(alpha):
+        plugin_account_save(shop=alpha, slug="sandbox", key="backup", label="Backup merchant",
+                            data={"gateway_url": dead_url, "api_key": backup_key})
+    down = place("down@example.com")
+    assert down.status_code == 201, down.content
+    assert down.json()["payment"] is None and down.json()["payment_error"]["retryable"] is True
+    with tenant_context(alpha):
+        failed = Payment.objects.get(order__number=down.json()["number"])
+        assert failed.status == "failed" and not failed.external_id
+        assert failed.data["attempts"] == [{"account": "main", "error": "retryable"},
+                                           {"account": "backup", "error": "retryable"}]
+        assert Order.objects.get(number=down.json()["number"]).status == Order.Status.PENDING_PAYMENT
+
+
 # --- webhooks, refunds and polls use the account that took the payment -------------------
 
 def test_a_backup_payment_webhook_is_verified_with_the_backup_secret_only(alpha, backup_gateway, dead_url, bridge):

@@ -20,9 +20,10 @@ from tests.payments.conftest import enable_sandbox, make_stock
 #: statements through Django's cursors, BEGIN/COMMIT aside (tests run in a transaction,
 #: so each transaction shows as a SAVEPOINT and a RELEASE here: two per transaction)
 #: the test shop's plan has an order limit: one count of this month's orders; the payment
-#: is written in the order's own transaction, its INSERT with the key claim; the API token
-#: is read from the database unless the process remembers it (KAMENG_CACHE_PROCESS_SECONDS)
-PLACE_STATEMENTS = {0: 9, 60: 8}
+#: is started at the gateway in the order's own transaction and written once, with the
+#: gateway's id, its INSERT with the key claim; the API token is read from the database
+#: unless the process remembers it (KAMENG_CACHE_PROCESS_SECONDS)
+PLACE_STATEMENTS = {0: 8, 60: 7}
 WEBHOOK_STATEMENTS = 5  # the inbox row, the lock timeout, the locked payment and order and its lines: one statement
 #: cache reads per request: the route, and the plugins and plan of the shop it named last
 #: time, in one MGET; none while the process remembers them (KAMENG_CACHE_PROCESS_SECONDS)
@@ -76,6 +77,8 @@ def test_a_paid_order_stays_within_its_round_trip_budget(alpha, alice, gateway, 
     hook_redis = list(redis_commands)
     assert len(place_statements) <= PLACE_STATEMENTS[process_seconds], "\n".join(place_statements)
     assert len(hook_statements) <= WEBHOOK_STATEMENTS, "\n".join(hook_statements)
+    # the payment's row is written once while placing the order: no UPDATE after the gateway's answer
+    assert not any('UPDATE "payments_payment"' in s for s in place_statements), "\n".join(place_statements)
     # paid and delivered in one transaction: the order's row is written once, with both
     assert sum(s.count('UPDATE "orders_order"') for s in hook_statements) == 1, "\n".join(hook_statements)
     # every sale of the SKU updates its one row: locked by the transaction's last statement
