@@ -84,7 +84,8 @@ def api_payment_start(request, order: Order, provider: str, return_url: str | No
     """Start paying ``order`` with ``provider``: the answer's body and status, for this
     endpoint and for placing an order with ``payment`` in one request, and the payment
     (None when it could not start). ``prepared``: its payment written already."""
-    start = _gateway_start(request, order, provider, return_url)
+    start = prepared.start if prepared is not None and prepared.start is not None \
+        else _gateway_start(request, order, provider, return_url)
     try:
         payment, action = payment_start(order=order, provider_slug=provider, return_url=start.return_url,
                                         notify_url=start.notify_url, prepared=prepared)

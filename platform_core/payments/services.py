@@ -115,6 +115,7 @@ class PreparedPayment:
     payment: Payment
     started: tuple[PaymentPlugin, PaymentAction] | None = None
     failure: PaymentError | None = None
+    start: GatewayStart | None = None  # what the gateway was told, when it was asked
 
 
 def payment_prepare(*, order: Order, provider_slug: str, placed_now: bool = False,
@@ -159,7 +160,7 @@ def payment_prepare(*, order: Order, provider_slug: str, placed_now: bool = Fals
         insert_row(payment)
         return PreparedPayment(provider, candidates, payment)
     payment.pk = key
-    prepared = PreparedPayment(provider, candidates, payment)
+    prepared = PreparedPayment(provider, candidates, payment, start=start)
     if start is not None:
         try:
             prepared.started = _start_with_accounts(locked, payment, candidates, start, written=False)
