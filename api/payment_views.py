@@ -13,7 +13,7 @@ from api.serializers_commerce import PaymentStartInput, PaymentStartOutput
 from platform_core.orders.models import Order
 from platform_core.payments import selectors as payment_selectors
 from platform_core.payments.models import Payment, PaymentMethodFee
-from platform_core.payments.services import (FeeError, GatewayStart, PreparedPayment, UnknownProvider,
+from platform_core.payments.services import (FeeError, GatewayAddresses, PreparedPayment, UnknownProvider,
                                              payment_method_fee_set, payment_prepare, payment_start)
 from plugins.payment import PaymentError, PaymentPlugin
 from tenants.services import shop_url
@@ -47,11 +47,11 @@ class OrderPaymentStartApi(APIView):
 PAYMENT_KEY = (Payment,)
 
 
-def _gateway_start(request, order: Order, provider: str, return_url: str | None) -> GatewayStart:
+def _gateway_addresses(request, order: Order, provider: str, return_url: str | None) -> GatewayAddresses:
     """Where the buyer comes back to (the order's page unless the caller says) and where
     the provider's webhooks go."""
     shop = request.tenant
-    return GatewayStart(return_url=return_url or shop_url(shop, f"/order/{order.number}/?t={order.access_token}"),
+    return GatewayAddresses(return_url=return_url or shop_url(shop, f"/order/{order.number}/?t={order.access_token}"),
                         notify_url=shop_url(shop, f"/hooks/payments/{provider}/"))
 
 
@@ -72,7 +72,7 @@ def payment_prepared_with_order(request, provider: str, return_url: str | None, 
         try:
             prepared[order.pk] = payment_prepare(order=order, provider_slug=provider, placed_now=True,
                                                  key=keys[Payment],
-                                                 start=_gateway_start(request, order, provider, return_url))
+                                                 ask_gateway=_gateway_addresses(request, order, provider, return_url))
         except (UnknownProvider, PaymentError):
             pass  # raised before anything was written; payment_start says why
 
@@ -84,11 +84,11 @@ def api_payment_start(request, order: Order, provider: str, return_url: str | No
     """Start paying ``order`` with ``provider``: the answer's body and status, for this
     endpoint and for placing an order with ``payment`` in one request, and the payment
     (None when it could not start). ``prepared``: its payment written already."""
-    start = prepared.start if prepared is not None and prepared.start is not None \
-        else _gateway_start(request, order, provider, return_url)
+    addresses = prepared.addresses if prepared is not None and prepared.addresses is not None \
+        else _gateway_addresses(request, order, provider, return_url)
     try:
-        payment, action = payment_start(order=order, provider_slug=provider, return_url=start.return_url,
-                                        notify_url=start.notify_url, prepared=prepared)
+        payment, action = payment_start(order=order, provider_slug=provider, return_url=addresses.return_url,
+                                        notify_url=addresses.notify_url, prepared=prepared)
     except UnknownProvider as exc:
         return {"detail": str(exc), "field": "provider", "code": "unknown_provider"}, 400, None
     except PaymentError as exc:

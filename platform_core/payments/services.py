@@ -96,7 +96,7 @@ def _fails_over(exc: PaymentError) -> bool:
 
 
 @dataclass(frozen=True)
-class GatewayStart:
+class GatewayAddresses:
     """What a gateway is told when a payment starts: where the buyer comes back to, and
     the provider's webhook address (each merchant account gets its own, decision 0029)."""
 
@@ -115,11 +115,11 @@ class PreparedPayment:
     payment: Payment
     started: tuple[PaymentPlugin, PaymentAction] | None = None
     failure: PaymentError | None = None
-    start: GatewayStart | None = None  # what the gateway was told, when it was asked
+    addresses: GatewayAddresses | None = None  # what the gateway was told, when it was asked
 
 
 def payment_prepare(*, order: Order, provider_slug: str, placed_now: bool = False,
-                    key: int | None = None, start: GatewayStart | None = None) -> PreparedPayment:
+                    key: int | None = None, ask_gateway: GatewayAddresses | None = None) -> PreparedPayment:
     """Inside a transaction: check ``provider_slug`` can take ``order`` and write its
     pending payment. ``placed_now``: the order was placed in this same transaction
     (order_place's ``within_transaction``), so nobody else can see it yet: it needs no
@@ -127,10 +127,10 @@ def payment_prepare(*, order: Order, provider_slug: str, placed_now: bool = Fals
     payment's primary key, taken in advance (order_place's ``within_transaction_keys``):
     inside ``batched_writes`` its INSERT is held and goes with the next statement.
 
-    ``start`` (with ``key``): ask the gateway before the payment is written, so its row
+    ``ask_gateway`` (with ``key``): ask the gateway before the payment is written, so its row
     is written once, with the gateway's id or as failed (decision 0053): no UPDATE of it
     after the call. A failure is kept on the result, not raised: the order stands."""
-    if start is not None and key is None:
+    if ask_gateway is not None and key is None:
         raise ValueError("a payment started while it is prepared needs its key in advance")
     provider = provider_for(provider_slug, order)
     candidates = provider.accounts_to_try()
@@ -160,10 +160,10 @@ def payment_prepare(*, order: Order, provider_slug: str, placed_now: bool = Fals
         insert_row(payment)
         return PreparedPayment(provider, candidates, payment)
     payment.pk = key
-    prepared = PreparedPayment(provider, candidates, payment, start=start)
-    if start is not None:
+    prepared = PreparedPayment(provider, candidates, payment, addresses=ask_gateway)
+    if ask_gateway is not None:
         try:
-            prepared.started = _start_with_accounts(locked, payment, candidates, start, written=False)
+            prepared.started = _start_with_accounts(locked, payment, candidates, ask_gateway, written=False)
         except PaymentError as exc:
             prepared.failure = exc
         else:
@@ -172,8 +172,8 @@ def payment_prepare(*, order: Order, provider_slug: str, placed_now: bool = Fals
     return prepared
 
 
-def _start_with_accounts(order: Order, payment: Payment, candidates: list[PaymentPlugin], start: GatewayStart, *,
-                         written: bool) -> tuple[PaymentPlugin, PaymentAction]:
+def _start_with_accounts(order: Order, payment: Payment, candidates: list[PaymentPlugin],
+                         addresses: GatewayAddresses, *, written: bool) -> tuple[PaymentPlugin, PaymentAction]:
     """Ask the merchant accounts in priority order until one takes ``payment``; returns
     that account's provider and its answer. The payment records the account that took
     it and, after a fail-over, the accounts tried. When none takes it, the payment is
@@ -187,8 +187,8 @@ def _start_with_accounts(order: Order, payment: Payment, candidates: list[Paymen
             if written:
                 payment.save(update_fields=["account"])
         try:
-            action = bound.start(order, payment, return_url=start.return_url,
-                                 notify_url=account_notify_url(start.notify_url, bound.account_key))
+            action = bound.start(order, payment, return_url=addresses.return_url,
+                                 notify_url=account_notify_url(addresses.notify_url, bound.account_key))
         except PaymentError as exc:
             attempts.append({"account": bound.account_key, "error": _failure_kind(exc)})
             if _fails_over(exc) and number < len(candidates):
@@ -229,7 +229,7 @@ def payment_start(*, order: Order, provider_slug: str, return_url: str, notify_u
         bound, action = prepared.started
     else:
         bound, action = _start_with_accounts(order, payment, prepared.candidates,
-                                             GatewayStart(return_url, notify_url), written=True)
+                                             GatewayAddresses(return_url, notify_url), written=True)
         if action.external_id and not payment.external_id:
             payment.external_id = action.external_id
             update_row(payment, ["external_id"])
