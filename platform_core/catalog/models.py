@@ -76,12 +76,6 @@ class SKU(models.Model):
     reserved_count = models.IntegerField(default=0)
     sold_count = models.IntegerField(default=0)
     low_stock_alerted = models.BooleanField(default=False)
-    # where the oldest-first key claim starts looking: the position (created_at, id) of the
-    # last key it took. The index entries of keys taken before stay until a vacuum; a
-    # claim that starts past them does not walk them (decision 0054). Cleared whenever
-    # keys become available (imported, released); the claim then looks from the start.
-    claim_floor_created = models.DateTimeField(null=True, blank=True, editable=False)
-    claim_floor_id = models.BigIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["sort_order", "id"]

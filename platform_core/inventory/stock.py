@@ -46,10 +46,6 @@ LOW_STOCK_DUE_SQL = """NOT s.low_stock_alerted AND EXISTS (
       AND s.available_count <= p.low_stock_threshold)"""
 
 
-#: the oldest-first claim's floor forgotten (decision 0054): keys may now be free behind it
-CLEAR_CLAIM_FLOOR_SQL = "claim_floor_created = NULL, claim_floor_id = NULL"
-
-
 def adjust_counts(sku_id: int, *, available: int = 0, reserved: int = 0, sold: int = 0) -> bool:
     """Move the SKU's counters by the given amounts (one statement: it runs on every
     sale). True when the SKU is now at or below its product's low-stock threshold and
@@ -60,8 +56,6 @@ def adjust_counts(sku_id: int, *, available: int = 0, reserved: int = 0, sold: i
                (("available_count", available), ("reserved_count", reserved), ("sold_count", sold)) if delta]
     if not changes:
         return False
-    if available > 0:  # keys became available (imported, released): the next claim looks from the start
-        changes.append(CLEAR_CLAIM_FLOOR_SQL)
     with statement_cursor() as cursor:
         cursor.execute(
             f"UPDATE catalog_sku s SET {', '.join(changes)} WHERE id = %s RETURNING {LOW_STOCK_DUE_SQL}",
@@ -94,7 +88,7 @@ def recount(sku_id: int) -> dict[str, int]:
         sold=Count("id", filter=Q(status="sold")),
     )
     SKU.objects.filter(pk=sku_id).update(available_count=counts["available"], reserved_count=counts["reserved"],
-                                         sold_count=counts["sold"], claim_floor_created=None, claim_floor_id=None)
+                                         sold_count=counts["sold"])
     return counts
 
 

@@ -130,51 +130,20 @@ def _claim_free_keys(sku: SKU, quantity: int, assignments: str, params: list, *,
     The quantity is written into the statement, not passed as a parameter: a generic plan
     of "LIMIT $n" must guess how many keys are taken, so PostgreSQL planned the prepared
     claim afresh for every order (half a millisecond of database CPU, more than running it).
-    One text per quantity keeps one plan per connection.
-
-    Oldest first, the claim starts past the SKU's claim floor (the last key a counted
-    claim took) instead of walking the index entries of every key taken since the last
-    vacuum, and moves the floor forward (decision 0054). Keys left behind it (a claim
-    rolled back after a later one committed) are still found: when too few keys lie past
-    the floor, the rest is claimed from the start."""
-    floored = sku.issue_order == SKU.IssueOrder.OLDEST
-    claimed = _claim_keys_once(sku, quantity, assignments, params, counted_as=counted_as, floored=floored)
-    if floored and len(claimed) < quantity:
-        claimed += _claim_keys_once(sku, quantity - len(claimed), assignments, params, counted_as=counted_as,
-                                    floored=False)
-    return claimed
-
-
-def pick_free_keys_sql(issue_order: str, quantity: int, *, floored: bool) -> str:
-    """The claim's pick: up to ``quantity`` free keys of the SKU (parameter: its id, and
-    its id again when ``floored``), locked, in the issue order, past the floor if asked."""
-    past_floor = """ AND (created_at, id) > (SELECT COALESCE(claim_floor_created, '-infinity'),
-                        COALESCE(claim_floor_id, 0) FROM catalog_sku WHERE id = %s)""" if floored else ""
-    return (f"SELECT id FROM inventory_cardkey WHERE sku_id = %s AND status = 'available' AND NOT is_loop"
-            f"{past_floor} ORDER BY {ISSUE_ORDER_SQL[issue_order]} LIMIT {int(quantity):d} FOR UPDATE SKIP LOCKED")
-
-
-def _claim_keys_once(sku: SKU, quantity: int, assignments: str, params: list, *, counted_as: str | None,
-                     floored: bool) -> list[int]:
-    # the floor moves to the last key taken, never back: a parallel claim may have moved
-    # it further already (this UPDATE then runs on that version of the row)
-    floor_move = """, (claim_floor_created, claim_floor_id) = (SELECT created_at, id FROM (
-                    SELECT created_at, id FROM claimed
-                    UNION ALL SELECT catalog_sku.claim_floor_created, catalog_sku.claim_floor_id
-                    WHERE catalog_sku.claim_floor_id IS NOT NULL) positions
-                    ORDER BY created_at DESC, id DESC LIMIT 1)""" if floored else ""
+    One text per quantity keeps one plan per connection."""
     count_move = "" if counted_as is None else f""", counted AS (
                 UPDATE catalog_sku SET available_count = available_count - (SELECT count(*) FROM claimed),
-                    {counted_as} = {counted_as} + (SELECT count(*) FROM claimed){floor_move}
+                    {counted_as} = {counted_as} + (SELECT count(*) FROM claimed)
                 WHERE id = %s AND EXISTS (SELECT 1 FROM claimed))"""
     with statement_cursor() as cursor:
         cursor.execute(*with_held_writes(
-            f"""WITH picked AS MATERIALIZED ({pick_free_keys_sql(sku.issue_order, quantity, floored=floored)}),
+            f"""WITH picked AS MATERIALIZED (
+                    SELECT id FROM inventory_cardkey WHERE sku_id = %s AND status = 'available' AND NOT is_loop
+                    ORDER BY {ISSUE_ORDER_SQL[sku.issue_order]} LIMIT {int(quantity):d} FOR UPDATE SKIP LOCKED),
                 claimed AS (UPDATE inventory_cardkey SET {assignments} FROM picked
-                    WHERE inventory_cardkey.id = picked.id
-                    RETURNING inventory_cardkey.id, inventory_cardkey.created_at){count_move}
+                    WHERE inventory_cardkey.id = picked.id RETURNING inventory_cardkey.id){count_move}
                 SELECT id FROM claimed""",
-            [sku.pk, *([sku.pk] if floored else []), *params, *([sku.pk] if counted_as else [])],
+            [sku.pk, *params, *([sku.pk] if counted_as else [])],
             tables=("inventory_cardkey", "catalog_sku")))
         return [row[0] for row in cursor.fetchall()]
 
