@@ -194,3 +194,32 @@ def test_an_order_placed_with_payment_writes_both_in_one_transaction(alpha, alic
             assert not Payment.objects.filter(order__contact="gift@example.com").exists()
     finally:
         server.stop()
+
+
+def test_a_provider_that_breaks_while_asked_leaves_no_order_behind(alpha, alice, monkeypatch):
+    """The gateway is asked inside the order's transaction (decision 0053): a provider
+    that fails in an unexpected way (a bug, not a PaymentError) takes the whole order
+    back — no order, no payment, the keys still free — instead of leaving an order
+    committed without its payment."""
+    from platform_core.orders.models import Order
+    from plugins.payments.sandbox.plugin import SandboxPaymentPlugin
+
+    with tenant_context(alpha):
+        sku = make_product(keys=2, price=900)
+        plugin_configure(shop=alpha, slug="sandbox", enable=True,
+                         data={"gateway_url": "http://127.0.0.1:9", "api_key": "sk_sandbox_" + "d" * 24})
+
+    def broken(self, order, payment, *, return_url, notify_url):
+        raise RuntimeError("a provider's bug")
+
+    monkeypatch.setattr(SandboxPaymentPlugin, "start", broken)
+    client = Client(HTTP_HOST="alpha.kameng.test", HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice).key}",
+                    raise_request_exception=False)
+    placed = client.post("/api/v1/orders/", {
+        "lines": [{"sku_id": sku.pk, "quantity": 1}], "contact": "bug@example.com", "query_password": "1234",
+        "payment": {"provider": "sandbox"}}, content_type="application/json")
+    assert placed.status_code == 500
+    with tenant_context(alpha):
+        assert not Order.objects.filter(contact="bug@example.com").exists() and not Payment.objects.exists()
+        sku.refresh_from_db()
+        assert (sku.available_count, sku.reserved_count) == (2, 0)
