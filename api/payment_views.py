@@ -51,8 +51,9 @@ def _gateway_addresses(request, order: Order, provider: str, return_url: str | N
     """Where the buyer comes back to (the order's page unless the caller says) and where
     the provider's webhooks go."""
     shop = request.tenant
-    return GatewayAddresses(return_url=return_url or shop_url(shop, f"/order/{order.number}/?t={order.access_token}"),
-                        notify_url=shop_url(shop, f"/hooks/payments/{provider}/"))
+    return GatewayAddresses(
+        return_url=return_url or shop_url(shop, f"/order/{order.number}/?t={order.access_token}"),
+        notify_url=shop_url(shop, f"/hooks/payments/{provider}/"))
 
 
 def payment_prepared_with_order(request, provider: str, return_url: str | None, prepared: dict):
