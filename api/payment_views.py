@@ -84,9 +84,9 @@ def api_payment_start(request, order: Order, provider: str, return_url: str | No
                       prepared: PreparedPayment | None = None) -> tuple[dict, int, Payment | None]:
     """Start paying ``order`` with ``provider``: the answer's body and status, for this
     endpoint and for placing an order with ``payment`` in one request, and the payment
-    (None when it could not start). ``prepared``: its payment written already."""
-    addresses = prepared.addresses if prepared is not None and prepared.addresses is not None \
-        else _gateway_addresses(request, order, provider, return_url)
+    (None when it could not start). ``prepared``: its payment written already (and its
+    gateway asked, with the addresses it keeps, when the order was placed with it)."""
+    addresses = (prepared and prepared.addresses) or _gateway_addresses(request, order, provider, return_url)
     try:
         payment, action = payment_start(order=order, provider_slug=provider, return_url=addresses.return_url,
                                         notify_url=addresses.notify_url, prepared=prepared)
